@@ -1,0 +1,92 @@
+"""Name-keyed registry of weight initializers, and fan computation.
+
+Each registry entry is a factory ``f(seed=None) -> keras.initializers.Initializer``
+so that every use can be seeded explicitly (Keras 3 initializers with an int
+seed return the same values on every call; one without a seed draws from a
+hidden global generator, which gradkit never relies on).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import keras
+
+__all__ = ["INITIALIZERS", "compute_fans", "get_initializer", "reseeded"]
+
+#: name -> factory(seed) of a Keras initializer.
+INITIALIZERS: dict[str, Callable[..., keras.initializers.Initializer]] = {
+    "glorot_uniform": keras.initializers.GlorotUniform,
+    "glorot_normal": keras.initializers.GlorotNormal,
+    "he_uniform": keras.initializers.HeUniform,
+    "he_normal": keras.initializers.HeNormal,
+    "lecun_normal": keras.initializers.LecunNormal,
+    "lecun_uniform": keras.initializers.LecunUniform,
+    "random_normal": keras.initializers.RandomNormal,  # N(0, 0.05), Keras default
+    "random_uniform": keras.initializers.RandomUniform,  # U(-0.05, 0.05), Keras default
+    "uniform_0_1": lambda seed=None: keras.initializers.RandomUniform(0.0, 1.0, seed=seed),  # seed 004's "bad" init
+    "orthogonal": keras.initializers.Orthogonal,
+    "zeros": lambda seed=None: keras.initializers.Zeros(),
+    "ones": lambda seed=None: keras.initializers.Ones(),
+}
+
+
+def compute_fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    """``(fan_in, fan_out)`` of a kernel, Keras convention.
+
+    A Dense kernel ``(in, out)`` has fans ``(in, out)``; a convolution kernel
+    ``(*spatial, in, out)`` multiplies both by the receptive field size
+    ``prod(spatial)``.
+    """
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    if len(shape) == 2:
+        return shape[0], shape[1]
+    receptive = 1
+    for s in shape[:-2]:
+        receptive *= s
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+def reseeded(init: Any, seed: int | None) -> Any:
+    """A copy of a Keras initializer instance with a new ``seed``.
+
+    Instances that have no ``seed`` in their config (``Zeros``, plain
+    callables) are returned unchanged.
+    """
+    if isinstance(init, keras.initializers.Initializer):
+        cfg = init.get_config()
+        if "seed" in cfg:
+            cfg["seed"] = seed
+            return type(init).from_config(cfg)
+    return init
+
+
+def get_initializer(spec: Any, seed: int | None = None) -> Any:
+    """Resolve ``spec`` to something Keras accepts as ``kernel_initializer``.
+
+    ``spec`` may be a registry name, a factory/class taking ``seed=`` (e.g.
+    ``keras.initializers.HeNormal`` or a student's initializer class), an
+    initializer instance (re-seeded with ``seed`` when given), or any callable
+    ``f(shape, dtype=None)``.
+    """
+    if isinstance(spec, str):
+        try:
+            factory = INITIALIZERS[spec]
+        except KeyError:
+            raise KeyError(
+                f"unknown initializer {spec!r}; known: {', '.join(sorted(INITIALIZERS))}"
+            ) from None
+        return factory(seed=seed)
+    if isinstance(spec, type):
+        try:
+            return spec(seed=seed)
+        except TypeError:
+            return spec()
+    if isinstance(spec, keras.initializers.Initializer):
+        return reseeded(spec, seed) if seed is not None else spec
+    if callable(spec):
+        return spec
+    raise TypeError(f"initializer must be a name, class or callable, got {type(spec).__name__}")
