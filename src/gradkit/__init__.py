@@ -8,7 +8,7 @@ and grading tool chain (``gradkit release``, ``gradkit grade``).
 
 Keras 3 with any backend (TensorFlow by default; JAX and PyTorch work too).
 """
-from gradkit import data
+from gradkit import data, diagnostics, plots
 from gradkit.activations import ACTIVATIONS, activation_name, get_activation
 from gradkit.config import ConfigError, load_config, tolerances
 from gradkit.initializers import INITIALIZERS, compute_fans, get_initializer
@@ -20,6 +20,6 @@ __version__ = "0.1.0"
 __all__ = [
     "ACTIVATIONS", "BLOCKS", "INITIALIZERS", "ConfigError", "activation_name",
     "bn_dense_dense_block", "build_mlp", "build_resnet", "compute_fans", "data",
-    "dense_bn_relu_block", "get_activation", "get_initializer", "load_config",
-    "tolerances", "variance_interval", "wilson_interval", "__version__",
+    "dense_bn_relu_block", "diagnostics", "get_activation", "get_initializer", "load_config",
+    "plots", "tolerances", "variance_interval", "wilson_interval", "__version__",
 ]
