@@ -7,19 +7,41 @@ small networks as one Keras model, statistics for tolerances, and the release
 and grading tool chain (``gradkit release``, ``gradkit grade``).
 
 Keras 3 with any backend (TensorFlow by default; JAX and PyTorch work too).
+
+Attributes are imported on first use (PEP 562), so ``import gradkit.guard``
+or the CLI do not pay for importing Keras.
 """
-from gradkit import data, diagnostics, plots
-from gradkit.activations import ACTIVATIONS, activation_name, get_activation
-from gradkit.config import ConfigError, load_config, tolerances
-from gradkit.initializers import INITIALIZERS, compute_fans, get_initializer
-from gradkit.models import BLOCKS, bn_dense_dense_block, build_mlp, build_resnet, dense_bn_relu_block
-from gradkit.stats import variance_interval, wilson_interval
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ACTIVATIONS", "BLOCKS", "INITIALIZERS", "ConfigError", "activation_name",
-    "bn_dense_dense_block", "build_mlp", "build_resnet", "compute_fans", "data",
-    "dense_bn_relu_block", "diagnostics", "get_activation", "get_initializer", "load_config",
-    "plots", "tolerances", "variance_interval", "wilson_interval", "__version__",
-]
+#: public name -> module that defines it
+_EXPORTS = {
+    "ACTIVATIONS": "gradkit.activations", "activation_name": "gradkit.activations",
+    "get_activation": "gradkit.activations",
+    "INITIALIZERS": "gradkit.initializers", "compute_fans": "gradkit.initializers",
+    "get_initializer": "gradkit.initializers",
+    "BLOCKS": "gradkit.models", "bn_dense_dense_block": "gradkit.models", "build_mlp": "gradkit.models",
+    "build_resnet": "gradkit.models", "dense_bn_relu_block": "gradkit.models",
+    "ConfigError": "gradkit.config", "load_config": "gradkit.config", "tolerances": "gradkit.config",
+    "variance_interval": "gradkit.stats", "wilson_interval": "gradkit.stats",
+    "collapse_rate": "gradkit.ensemble", "is_collapsed": "gradkit.ensemble",
+}
+_SUBMODULES = ("data", "diagnostics", "plots", "ensemble", "guard", "stats")
+
+__all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+    elif name in _SUBMODULES:
+        value = import_module(f"gradkit.{name}")
+    else:
+        raise AttributeError(f"module 'gradkit' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

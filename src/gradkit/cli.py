@@ -31,6 +31,47 @@ def _cmd_collapse(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_release(args: argparse.Namespace) -> int:
+    from gradkit.release import ReleaseError, release
+
+    try:
+        done = release(solutions=args.solutions, assignments=args.assignments, autograder=args.autograder,
+                       names=args.names or None, check=args.check, config=args.config)
+    except ReleaseError as exc:
+        print(f"gradkit release: {exc}", file=sys.stderr)
+        return 1
+    for r in done:
+        state = "up to date" if args.check else f"-> {r.student_dir}, {r.autograder_dir}"
+        print(f"{r.name}: {state} ({sum(r.questions.values()):g} points, {r.seconds:.1f} s)")
+    return 0
+
+
+def _cmd_grade(args: argparse.Namespace) -> int:
+    from gradkit.grade import GradeError, grade
+
+    try:
+        rows = grade(args.autograder, args.submissions, args.out, jobs=args.jobs, timeout_s=args.timeout,
+                     memory_mb=args.memory_mb, force=args.force, shard=args.shard, config=args.config,
+                     progress=not args.quiet)
+    except GradeError as exc:
+        print(f"gradkit grade: {exc}", file=sys.stderr)
+        return 1
+    bad = sum(r["grading_status"] != "graded" for r in rows)
+    print(f"graded {len(rows) - bad}, ungradable {bad} -> {args.out}/final_grades.csv")
+    return 0
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from gradkit.grade import GradeError, merge
+
+    try:
+        print(merge(args.csvs, args.out))
+    except GradeError as exc:
+        print(f"gradkit merge: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gradkit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -47,6 +88,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_collapse)
+
+    p = sub.add_parser("release", help="generate student notebooks and autograders from solutions/")
+    p.add_argument("names", nargs="*", help="assignments to release (default: every master)")
+    p.add_argument("--solutions", default="solutions", help="folder of masters <name>/<name>.ipynb")
+    p.add_argument("--assignments", default="assignments", help="output folder of the student releases")
+    p.add_argument("--autograder", default="autograder", help="output folder of the autograders")
+    p.add_argument("--check", action="store_true", help="compare a fresh release with the committed one; exit 1 if stale")
+    p.add_argument("--config", default=None, help="grading.yml (default: the repository's)")
+    p.set_defaults(func=_cmd_release)
+
+    p = sub.add_parser("grade", help="grade submissions with otter run (timeouts, memory limit, in parallel)")
+    p.add_argument("autograder", help="autograder.zip, its folder, or an assignment name")
+    p.add_argument("submissions", nargs="+", help=".ipynb/.zip submissions or folders holding them")
+    p.add_argument("-o", "--out", required=True, help="output folder (final_grades.csv, results/, logs/)")
+    p.add_argument("--jobs", type=int, default=None, help="parallel submissions (default: usable cores)")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds per submission (default: grading.yml grade.submission_timeout_s)")
+    p.add_argument("--memory-mb", type=int, default=None,
+                   help="address-space limit in MB, 0 = none (default: grading.yml grade.memory_limit_mb)")
+    p.add_argument("--force", action="store_true", help="regrade submissions already graded")
+    p.add_argument("--shard", default=None, metavar="K/N", help="grade only the K-th of N slices (by file name)")
+    p.add_argument("--config", default=None, help="grading.yml (default: the repository's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_grade)
+
+    p = sub.add_parser("merge", help="combine final_grades.csv files of grade --shard runs")
+    p.add_argument("csvs", nargs="+", help="shard CSVs")
+    p.add_argument("-o", "--out", default="final_grades.csv", help="merged CSV")
+    p.set_defaults(func=_cmd_merge)
     return parser
 
 

@@ -1,0 +1,356 @@
+"""``gradkit release``: student notebooks and autograders from the master notebooks.
+
+For every master ``solutions/<name>/<name>.ipynb`` release
+
+1. copies the master's folder to a temporary directory and, in that copy,
+   bakes the tolerances (every ``tolerances("<name>")`` call becomes the
+   literal dict of grading.yml's ``assignments.<name>`` section) and adds to
+   the ASSIGNMENT CONFIG what the autograder needs to be self-contained:
+   gradkit's runtime sources as an ``autograder_files`` folder and gradkit's
+   dependencies as ``requirements``;
+2. runs the real ``otter assign`` with its test run on (it grades the solution
+   with the new autograder and must score full marks);
+3. normalises the output so that a re-run is byte-identical, writes
+   ``assignments/<name>/`` (student notebook, support files) and
+   ``autograder/<name>/`` (``autograder.zip`` and ``manifest.json``: sha256 of
+   every zip entry and the points of every question), each with a
+   ``GENERATED.md`` banner;
+4. scans the student folder for solution code, hidden tests and otter markers.
+
+``check=True`` regenerates into a temporary folder and compares instead of
+writing: CI runs ``gradkit release --check``.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import nbformat
+import yaml
+
+from gradkit import _nbnorm
+from gradkit.config import find_config, tolerances
+from gradkit.scan import scan_release
+from gradkit.tamper import to_python
+
+__all__ = ["ReleaseError", "StaleReleaseError", "Released", "release", "find_masters",
+           "bake_tolerances", "runtime_sources", "BANNER_FILE", "MANIFEST_FILE", "ZIP_FILE"]
+
+BANNER_FILE = "GENERATED.md"
+MANIFEST_FILE = "manifest.json"
+ZIP_FILE = "autograder.zip"
+#: Grading-image Python when a master does not set ``python_version`` (otter's
+#: own default is 3.13); the version gradkit is developed and tested with.
+DEFAULT_PYTHON = "3.11"
+#: Modules of the release/grade tool chain, not needed by hidden tests; left
+#: out of the autograder so that editing them does not change any zip.
+TOOLCHAIN_MODULES = frozenset({"cli.py", "release.py", "grade.py", "scan.py", "tamper.py", "_nbnorm.py",
+                               "_gradejob.py", "_gradechild.py", "_gradecsv.py"})
+SUPPORT_DIR = "gradkit"
+
+_TOL_CALL = re.compile(r"""\b(?:gradkit\.config\.|gradkit\.)?tolerances\(\s*(['"])([^'"\\]+)\1\s*\)""")
+_TOL_IMPORT = re.compile(r"^[ \t]*from[ \t]+gradkit(?:\.config)?[ \t]+import[ \t]+tolerances[ \t]*(?:#.*)?\n?",
+                         re.MULTILINE)
+
+
+class ReleaseError(RuntimeError):
+    """A master cannot be released (bad master, otter failed, a leak); the message says which and why."""
+
+
+class StaleReleaseError(ReleaseError):
+    """``release(check=True)`` found committed output that differs from a fresh release."""
+
+    def __init__(self, differences: list[str]):
+        self.differences = differences
+        super().__init__("generated files are stale; run `gradkit release` and commit the result:\n  "
+                         + "\n  ".join(differences))
+
+
+@dataclass
+class Released:
+    """What :func:`release` produced for one assignment."""
+
+    name: str
+    student_dir: Path
+    autograder_dir: Path
+    questions: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+# --------------------------------------------------------------------------- masters
+
+def find_masters(solutions: str | Path, names: Iterable[str] | None = None) -> list[tuple[str, Path]]:
+    """``[(name, master path)]`` for ``solutions/<name>/<name>.ipynb``, sorted by name.
+
+    Raises
+    ------
+    ReleaseError
+        When ``solutions`` is not a folder, or a requested name has no master.
+    """
+    root = Path(solutions)
+    if not root.is_dir():
+        raise ReleaseError(f"solutions folder not found: {root}")
+    found = {d.name: d / f"{d.name}.ipynb" for d in sorted(root.iterdir())
+             if d.is_dir() and (d / f"{d.name}.ipynb").is_file()}
+    if names:
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise ReleaseError(f"no master notebook {', '.join(f'{root}/{n}/{n}.ipynb' for n in missing)} "
+                               f"(masters found: {', '.join(found) or 'none'})")
+        found = {n: found[n] for n in sorted(set(names))}
+    return sorted(found.items())
+
+
+def bake_tolerances(nb: Any, config: str | Path | None = None, *, where: str = "master") -> int:
+    """Replace ``tolerances("<name>")`` in the code cells of ``nb`` by its literal dict.
+
+    ``from gradkit.config import tolerances`` lines are removed, so a baked
+    hidden test does not import gradkit just for this. Returns the number of
+    calls replaced.
+
+    Raises
+    ------
+    ReleaseError
+        When a cell still mentions ``tolerances`` after baking (a call release
+        cannot evaluate, e.g. with a variable argument), or no longer parses.
+    """
+    count = 0
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or "tolerances" not in cell.source:
+            continue
+        src, n = _TOL_CALL.subn(lambda m: repr(tolerances(m.group(2), path=config)), cell.source)
+        src = _TOL_IMPORT.sub("", src)
+        if re.search(r"\btolerances\b", src):
+            raise ReleaseError(f"{where} cell {i}: cannot bake this use of tolerances; write "
+                               f"`tol = tolerances(\"<assignment>\")` with a literal name:\n{cell.source}")
+        try:
+            compile(to_python(src), f"<cell {i}>", "exec")
+        except SyntaxError as exc:
+            raise ReleaseError(f"{where} cell {i}: does not parse after baking tolerances ({exc.msg}):\n{src}") from None
+        cell.source, count = src, count + n
+    return count
+
+
+def runtime_sources() -> dict[str, bytes]:
+    """gradkit's runtime modules ``{file name: bytes}`` (tool-chain modules excluded)."""
+    pkg = Path(__file__).resolve().parent
+    return {p.name: p.read_bytes() for p in sorted(pkg.iterdir())
+            if p.is_file() and p.suffix in (".py", ".yml", ".typed") and p.name not in TOOLCHAIN_MODULES}
+
+
+def runtime_requirements() -> list[str]:
+    """gradkit's dependencies (pyproject.toml next to the sources, else the installed metadata), minus otter."""
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    try:
+        import tomllib  # Python >= 3.11
+
+        deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    except (ImportError, OSError):  # pragma: no cover - Python 3.10, or installed from a wheel
+        from importlib.metadata import requires
+
+        deps = [r for r in requires("gradkit") or [] if "extra ==" not in r]
+    return [d for d in deps if not re.match(r"otter[-_]grader\b", d)]
+
+
+def _config_cell(nb: Any, master: Path) -> tuple[int, dict]:
+    for i, cell in enumerate(nb.cells):
+        lines = cell.source.strip().splitlines()
+        if cell.cell_type == "raw" and lines and re.match(r"#\s+assignment\s+config\b", lines[0], re.I):
+            cfg = yaml.safe_load("\n".join(lines[1:])) or {}
+            if not isinstance(cfg, dict):
+                raise ReleaseError(f"{master}: ASSIGNMENT CONFIG is not a YAML mapping")
+            return i, cfg
+    raise ReleaseError(f"{master}: no raw cell starting with `# ASSIGNMENT CONFIG`")
+
+
+def _prepare(master: Path, name: str, work: Path, config: Path | None) -> Path:
+    """Copy the master's folder into ``work`` and make the copy releasable; return its master path."""
+    def ignore(folder: str, names: list[str]) -> list[str]:
+        skip = {"__pycache__", ".ipynb_checkpoints", ".OTTER_LOG"}
+        if Path(folder) == master.parent:  # output of an `otter assign` run by hand in the master's folder
+            skip |= {"student", "autograder"}
+        return [n for n in names if n in skip]
+
+    shutil.copytree(master.parent, work, ignore=ignore)
+    nb = nbformat.read(str(master), as_version=4)
+    idx, cfg = _config_cell(nb, master)
+    if cfg.setdefault("name", name) != name:
+        raise ReleaseError(f"{master}: ASSIGNMENT CONFIG has name: {cfg['name']!r}; it must equal the folder name {name!r}")
+    if cfg.get("generate") is False:
+        raise ReleaseError(f"{master}: `generate: false` makes no autograder; remove it")
+    cfg.pop("run_tests", None)  # assign's own test run stays on (default true)
+    if (work / SUPPORT_DIR).exists():
+        raise ReleaseError(f"{master.parent}/{SUPPORT_DIR} exists; release adds gradkit's sources under that name")
+    (work / SUPPORT_DIR).mkdir()
+    for fname, data in runtime_sources().items():
+        (work / SUPPORT_DIR / fname).write_bytes(data)
+    cfg["autograder_files"] = [*cfg.get("autograder_files", []), SUPPORT_DIR]
+    reqs = cfg.get("requirements") or []
+    if isinstance(reqs, str):
+        reqs = [ln.strip() for ln in (master.parent / reqs).read_text().splitlines()
+                if ln.strip() and not ln.lstrip().startswith("#")]
+    cfg["requirements"] = [*reqs, *(r for r in runtime_requirements() if r not in reqs)]
+    cfg.setdefault("python_version", DEFAULT_PYTHON)
+    nb.cells[idx].source = "# ASSIGNMENT CONFIG\n" + yaml.safe_dump(cfg, sort_keys=False)
+    bake_tolerances(nb, config, where=str(master))
+    nb.metadata["kernelspec"] = dict(_nbnorm.PYTHON3_KERNELSPEC)  # assign launches this kernel
+    out = work / master.name
+    nbformat.write(nb, str(out))
+    return out
+
+
+def _run_assign(master: Path, result: Path) -> None:
+    cmd = [sys.executable, "-m", "otter", "assign", "-v", str(master), str(result)]
+    proc = subprocess.run(cmd, cwd=master.parent, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr).strip()[-4000:]
+        raise ReleaseError(f"`otter assign` failed for {master.name} (exit {proc.returncode}); "
+                           f"its test run must give the solution full marks:\n{tail}")
+
+
+def _questions(zip_entries: dict[str, bytes], tmp: Path) -> dict[str, float]:
+    """Points possible per question, read with otter's own test-file loader."""
+    from otter.test_files import ExceptionTestFile, OKTestFile
+
+    out = {}
+    for entry in sorted(e for e in zip_entries if re.fullmatch(r"tests/[^/]+\.py", e)):
+        path = tmp / Path(entry).name
+        path.write_bytes(zip_entries[entry])
+        env: dict[str, Any] = {}
+        exec(compile(zip_entries[entry], entry, "exec"), env)  # our own generated test file
+        tf = (OKTestFile if env.get("OK_FORMAT") else ExceptionTestFile).from_file(str(path))
+        out[tf.name] = float(tf.possible)
+    return out
+
+
+def _banner(source: str, what: str) -> str:
+    return (f"# Generated files: do not edit by hand\n\n"
+            f"This folder ({what}) is generated by `gradkit release` from `{source}`.\n"
+            f"Edit the master notebook (or grading.yml) and run `gradkit release`;\n"
+            f"CI runs `gradkit release --check` and fails when this folder is stale.\n")
+
+
+def _release_one(name: str, master: Path, assignments: Path, autograder: Path,
+                 config: Path | None, tmp: Path) -> Released:
+    t0 = time.perf_counter()
+    work = tmp / "masters" / name
+    baked = _prepare(master, name, work, config)
+    result = tmp / "assign" / name
+    _run_assign(baked, result)
+    zips = sorted((result / "autograder").glob("*.zip"))
+    if len(zips) != 1:
+        raise ReleaseError(f"otter assign wrote {len(zips)} zips for {name}: {[z.name for z in zips]}")
+    source = f"{master.parent.parent.name}/{name}/{master.name}"
+
+    student = assignments / name
+    for rel, path in _nbnorm.tree_files(result / "student").items():
+        dest = student / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if rel.endswith(".ipynb"):
+            dest.write_text(_nbnorm.normalize_notebook(path.read_text()))
+        else:
+            dest.write_bytes(path.read_bytes())
+    (student / BANNER_FILE).write_text(_banner(source, "student release"))
+
+    entries = _nbnorm.read_zip(zips[0])
+    questions = _questions(entries, tmp)
+    ag = autograder / name
+    ag.mkdir(parents=True, exist_ok=True)
+    _nbnorm.write_zip(entries, ag / ZIP_FILE)
+    import otter
+
+    manifest = {
+        "assignment": name,
+        "generated_by": "gradkit release",
+        "source": source,
+        "otter_version": otter.__version__,
+        "zip_sha256": _nbnorm.sha256_file(ag / ZIP_FILE),
+        "questions": questions,
+        "points_possible": sum(questions.values()),
+        "files": {e: _nbnorm.sha256_bytes(entries[e]) for e in sorted(entries)},
+    }
+    (ag / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    (ag / BANNER_FILE).write_text(_banner(source, "autograder"))
+
+    leaks = scan_release(student, baked, label=f"{assignments.name}/{name}")
+    if leaks:
+        raise ReleaseError(f"student release of {name} leaks solution or hidden-test content:\n  "
+                           + "\n  ".join(map(str, leaks)))
+    return Released(name, student, ag, questions, time.perf_counter() - t0)
+
+
+def release(solutions: str | Path = "solutions", assignments: str | Path = "assignments",
+            autograder: str | Path = "autograder", names: Iterable[str] | None = None,
+            check: bool = False, config: str | Path | None = None) -> list[Released]:
+    """Generate (or, with ``check``, verify) student releases and autograders.
+
+    Parameters
+    ----------
+    solutions, assignments, autograder : path
+        Folder of masters ``<name>/<name>.ipynb``; output folders of the
+        student releases and of the autograders.
+    names : iterable of str, optional
+        Assignments to release; default all masters under ``solutions``.
+    check : bool
+        Regenerate into a temporary folder and compare with the committed
+        output instead of writing; also re-scans the committed student folders
+        for leaks.
+    config : path, optional
+        grading.yml whose ``assignments.<name>`` sections are baked in
+        (default: :func:`gradkit.config.find_config`).
+
+    Returns
+    -------
+    list of Released
+        One per assignment (paths refer to the temporary copy when ``check``).
+
+    Raises
+    ------
+    ReleaseError
+        A master is malformed, ``otter assign`` failed (including its test run
+        not giving the solution full marks), or the student release leaks.
+    StaleReleaseError
+        With ``check``, when committed output is missing, differs or is extra;
+        the message lists every file.
+    """
+    config = find_config(config)
+    masters = find_masters(solutions, names)
+    assignments, autograder = Path(assignments), Path(autograder)
+    with tempfile.TemporaryDirectory(prefix="gradkit-release-") as tmp_name:
+        tmp = Path(tmp_name)
+        out_a, out_g = (tmp / "out" / assignments.name, tmp / "out" / autograder.name) if check \
+            else (tmp / "stage" / assignments.name, tmp / "stage" / autograder.name)
+        done = [_release_one(n, m, out_a, out_g, config, tmp) for n, m in masters]
+        if check:
+            diffs: list[str] = []
+            for r in done:
+                diffs += _nbnorm.diff_trees(out_a / r.name, assignments / r.name, label=f"{assignments}/{r.name}")
+                diffs += _nbnorm.diff_trees(out_g / r.name, autograder / r.name, label=f"{autograder}/{r.name}")
+                if (assignments / r.name).is_dir():
+                    baked = tmp / "masters" / r.name / f"{r.name}.ipynb"
+                    diffs += [f"leak: {leak}" for leak in
+                              scan_release(assignments / r.name, baked, label=f"{assignments}/{r.name}")]
+            if names is None:
+                released = {r.name for r in done}
+                for root in (assignments, autograder):
+                    diffs += [f"extra: {d}/ (generated folder without a master)" for d in sorted(root.glob("*"))
+                              if d.is_dir() and d.name not in released and (d / BANNER_FILE).is_file()]
+            if diffs:
+                raise StaleReleaseError(diffs)
+            return done
+        for r in done:  # all assignments built and scanned: now replace the committed folders
+            for staged, final in ((out_a / r.name, assignments / r.name), (out_g / r.name, autograder / r.name)):
+                if final.exists():
+                    shutil.rmtree(final)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copytree(staged, final)
+            r.student_dir, r.autograder_dir = assignments / r.name, autograder / r.name
+        return done
