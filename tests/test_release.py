@@ -26,6 +26,7 @@ def test_release_writes_fixed_layout_with_banners():
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) == [
         "assignments/toy/GENERATED.md", "assignments/toy/toy.ipynb",
         "autograder/toy/GENERATED.md", "autograder/toy/autograder.zip", "autograder/toy/manifest.json",
+        "autograder/toy/solution.ipynb",
         "solutions/toy/toy.ipynb"]
     for folder in ("assignments/toy", "autograder/toy"):
         banner = (root / folder / "GENERATED.md").read_text()

@@ -72,6 +72,20 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_main(args: argparse.Namespace) -> int:
+    from gradkit.grade import GradeError
+    from gradkit.pipeline import run_main
+    from gradkit.release import ReleaseError
+
+    try:
+        run_main(args.solutions, args.assignments, args.autograder, args.examples, args.out, jobs=args.jobs,
+                 release_first=not args.no_release, progress=not args.quiet)
+    except (ReleaseError, GradeError) as exc:
+        print(f"gradkit main: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gradkit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -112,6 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None, help="grading.yml (default: the repository's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_grade)
+
+    p = sub.add_parser("main", help="release every assignment and grade its example submissions")
+    p.add_argument("--solutions", default="solutions")
+    p.add_argument("--assignments", default="assignments")
+    p.add_argument("--autograder", default="autograder")
+    p.add_argument("--examples", default="examples", help="extra submissions in <examples>/<name>/")
+    p.add_argument("-o", "--out", default="out", help="grades per assignment in <out>/<name>/")
+    p.add_argument("--jobs", type=int, default=None, help="parallel submissions (default: usable cores)")
+    p.add_argument("--no-release", action="store_true", help="grade the committed release as is")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_main)
 
     p = sub.add_parser("merge", help="combine final_grades.csv files of grade --shard runs")
     p.add_argument("csvs", nargs="+", help="shard CSVs")

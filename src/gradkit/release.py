@@ -12,7 +12,8 @@ For every master ``solutions/<name>/<name>.ipynb`` release
    with the new autograder and must score full marks);
 3. normalises the output so that a re-run is byte-identical, writes
    ``assignments/<name>/`` (student notebook, support files) and
-   ``autograder/<name>/`` (``autograder.zip`` and ``manifest.json``: sha256 of
+   ``autograder/<name>/`` (``autograder.zip``; ``solution.ipynb``, otter's
+   solution notebook, the reference submission; ``manifest.json``: sha256 of
    every zip entry and the points of every question), each with a
    ``GENERATED.md`` banner;
 4. scans the student folder for solution code, hidden tests and otter markers.
@@ -47,6 +48,7 @@ __all__ = ["ReleaseError", "StaleReleaseError", "Released", "release", "find_mas
 BANNER_FILE = "GENERATED.md"
 MANIFEST_FILE = "manifest.json"
 ZIP_FILE = "autograder.zip"
+SOLUTION_FILE = "solution.ipynb"
 #: Grading-image Python when a master does not set ``python_version`` (otter's
 #: own default is 3.13); the version gradkit is developed and tested with.
 DEFAULT_PYTHON = "3.11"
@@ -265,6 +267,10 @@ def _release_one(name: str, master: Path, assignments: Path, autograder: Path,
     ag = autograder / name
     ag.mkdir(parents=True, exist_ok=True)
     _nbnorm.write_zip(entries, ag / ZIP_FILE)
+    # otter's solution notebook (every test in its metadata): the reference submission
+    # that `gradkit main` grades next to the blank student release.
+    (ag / SOLUTION_FILE).write_text(
+        _nbnorm.normalize_notebook((result / "autograder" / f"{name}.ipynb").read_text()))
     import otter
 
     manifest = {
