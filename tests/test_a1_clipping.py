@@ -1,0 +1,358 @@
+"""Assignment a1_clipping (exploding gradients, gradient clipping): master tests and the otter pipeline.
+
+* Fast part: the test cells of ``solutions/a1_clipping/a1_clipping.ipynb`` are extracted and run,
+  outside otter, against the solution and against the typical wrong answers. Each wrong answer
+  must fail exactly the hidden tests written for it, with an ``AssertionError`` (per-tensor norm
+  where the global norm was asked, value clipping where norm clipping was asked, squared norm,
+  summed norms, NaN on zero gradients, an optimizer that does not clip, ...), while correct
+  alternative implementations pass every test.
+* End-to-end part: the real ``otter assign`` on the master (with its own test run, which requires
+  full marks), then the real ``otter run`` with the generated autograder zip on the solution
+  notebook (full marks on every question) and on the student notebook (zero on every test).
+"""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+MASTER = ROOT / "solutions" / "a1_clipping" / "a1_clipping.ipynb"
+NAME = "a1_clipping"
+POINTS = {"q1": 5, "q2": 2, "q3": 2}
+PRELUDE = "import numpy as np\nimport keras\nfrom keras import ops\n"
+
+
+# --------------------------------------------------------------------------- master parsing
+
+def _master_parts():
+    """({question: config}, {question: solution source}, {test name: (question, hidden, points, source)})."""
+    nb = nbformat.read(str(MASTER), as_version=4)
+    configs, solutions, tests = {}, {}, {}
+    question, block = None, None
+    for cell in nb.cells:
+        src = cell.source
+        first = src.strip().splitlines()[0] if src.strip() else ""
+        if cell.cell_type == "raw":
+            if first.startswith("# BEGIN QUESTION"):
+                cfg = yaml.safe_load("\n".join(src.strip().splitlines()[1:]))
+                question = cfg["name"]
+                configs[question] = cfg
+            elif first.startswith("# BEGIN SOLUTION"):
+                block = "solution"
+            elif first.startswith("# BEGIN TESTS"):
+                block = "tests"
+            elif first.startswith(("# END SOLUTION", "# END TESTS")):
+                block = None
+            elif first.startswith("# END QUESTION"):
+                question = None
+            continue
+        if cell.cell_type != "code" or question is None:
+            continue
+        if block == "solution":
+            solutions[question] = solutions.get(question, "") + src + "\n"
+        elif block == "tests":
+            name = re.search(r"^def (\w+)\(", src, re.M).group(1)
+            conf = re.match(r'""" # BEGIN TEST CONFIG\n(.*?)\n""" # END TEST CONFIG\n', src, re.S)
+            conf = yaml.safe_load(conf.group(1)) if conf else {}
+            tests[name] = (question, bool(conf.get("hidden", False)), conf.get("points"), src)
+    return configs, solutions, tests
+
+
+def _test_function(src: str):
+    """The test function of a test cell, without the cell's own call line."""
+    body = "\n".join(ln for ln in src.splitlines() if not re.match(r"^\w+\(.*\)\s*$", ln))
+    ns: dict = {}
+    exec(compile(body, "<test cell>", "exec"), ns)
+    (fn,) = [v for k, v in ns.items() if k.startswith("test_") and callable(v)]
+    return fn
+
+
+def _namespace(source: str) -> dict:
+    ns: dict = {}
+    exec(compile(PRELUDE + source, "<student code>", "exec"), ns)
+    return ns
+
+
+@pytest.fixture(scope="module")
+def master():
+    configs, solutions, tests = _master_parts()
+    ns = _namespace(solutions["q1"] + solutions["q2"])
+    fns = {name: (q, hidden, points, _test_function(src)) for name, (q, hidden, points, src) in tests.items()}
+    return ns, fns
+
+
+def _run(test_fn, ns: dict):
+    """None when the test passes, else the AssertionError's message. Other exceptions propagate."""
+    import inspect
+
+    args = [ns.get(p) for p in inspect.signature(test_fn).parameters]
+    try:
+        test_fn(*args)
+    except AssertionError as exc:
+        return str(exc) or "AssertionError"
+    return None
+
+
+# --------------------------------------------------------------------------- layout and config
+
+def test_master_layout():
+    configs, solutions, tests = _master_parts()
+    assert {q: c.get("points") for q, c in configs.items()} == POINTS
+    assert configs["q3"].get("manual") is True
+    assert set(solutions) == {"q1", "q2"}  # q3's solution is a markdown answer
+    for q in ("q1", "q2"):
+        cases = [(hidden, points) for (qq, hidden, points, _) in tests.values() if qq == q]
+        assert sum(p for h, p in cases if h) == POINTS[q], f"{q}: hidden points must add up to the question's"
+        assert all(p == 0 for h, p in cases if not h), f"{q}: public tests carry no points"
+        assert any(not h for h, _ in cases), f"{q}: needs a public test"
+    for name, (_, hidden, _, src) in tests.items():
+        assert 'tolerances("a1_clipping")' in src or not hidden, f"{name}: bounds must come from grading.yml"
+        for line in src.splitlines():  # every import inside the test function (field guide section 1)
+            assert not re.match(r"^(import|from)\s", line), f"{name}: module-level import {line!r}"
+
+
+def test_grading_section_complete():
+    """Every tol[...] key a test reads exists in grading.yml, and every key there is used."""
+    from gradkit.config import tolerances
+
+    tol = tolerances(NAME)
+    _, _, tests = _master_parts()
+    used = set()
+    for _, _, _, src in tests.values():
+        used |= set(re.findall(r"""tol\[\s*["'](\w+)["']\s*\]""", src))
+    assert used <= set(tol), f"keys missing in grading.yml: {sorted(used - set(tol))}"
+    assert set(tol) <= used, f"unused keys in grading.yml: {sorted(set(tol) - used)}"
+
+
+# --------------------------------------------------------------------------- solution
+
+@pytest.mark.backends
+def test_solution_passes_every_test_within_budget(master):
+    ns, tests = master
+    times = {}
+    for name, (_, hidden, _, fn) in tests.items():
+        t0 = time.perf_counter()
+        message = _run(fn, ns)
+        times[name] = (hidden, time.perf_counter() - t0)
+        assert message is None, f"{name} fails on the solution: {message}"
+    hidden_total = sum(t for h, t in times.values() if h)
+    print({k: round(t, 2) for k, (_, t) in times.items()}, f"hidden total {hidden_total:.1f} s")
+    assert hidden_total <= 60, f"hidden tests take {hidden_total:.1f} s; the budget is 60 s per assignment"
+    for name, (hidden, t) in times.items():
+        assert hidden or t < 10, f"public test {name} takes {t:.1f} s (must be < 10 s)"
+
+
+# --------------------------------------------------------------------------- wrong answers, q1
+
+NORM_TESTS = ["test_global_norm_matches_definition", "test_global_norm_below_threshold_and_zero",
+              "test_global_norm_bound_and_direction", "test_training_loop_matches_keras"]
+
+GLOBAL_NORM_VARIANTS = {
+    # name: (source of clip_by_global_norm, hidden tests that must fail)
+    "per_tensor_norm": ("""
+def clip_by_global_norm(grads, max_norm):
+    out = []
+    for g in grads:
+        g = ops.convert_to_tensor(g)
+        out.append(g * (max_norm / ops.maximum(ops.sqrt(ops.sum(g * g)), max_norm)))
+    return out
+""", {"test_global_norm_matches_definition", "test_global_norm_bound_and_direction",
+      "test_training_loop_matches_keras"}),
+    "clips_values_instead": ("""
+def clip_by_global_norm(grads, max_norm):
+    return [ops.clip(ops.convert_to_tensor(g), -max_norm, max_norm) for g in grads]
+""", {"test_global_norm_matches_definition", "test_global_norm_bound_and_direction",
+      "test_training_loop_matches_keras"}),
+    "squared_norm": ("""
+def clip_by_global_norm(grads, max_norm):
+    grads = [ops.convert_to_tensor(g) for g in grads]
+    sq = sum(ops.sum(ops.square(g)) for g in grads)
+    return [g * (max_norm / ops.maximum(sq, max_norm)) for g in grads]
+""", set(NORM_TESTS)),
+    "sum_of_norms": ("""
+def clip_by_global_norm(grads, max_norm):
+    grads = [ops.convert_to_tensor(g) for g in grads]
+    total = sum(ops.sqrt(ops.sum(ops.square(g))) for g in grads)
+    return [g * (max_norm / ops.maximum(total, max_norm)) for g in grads]
+""", set(NORM_TESTS)),
+    "always_normalises": ("""
+def clip_by_global_norm(grads, max_norm):
+    grads = [ops.convert_to_tensor(g) for g in grads]
+    total = ops.sqrt(sum(ops.sum(ops.square(g)) for g in grads))
+    return [g * (max_norm / total) for g in grads]
+""", {"test_global_norm_below_threshold_and_zero"}),
+    "divides_by_zero_norm": ("""
+def clip_by_global_norm(grads, max_norm):
+    grads = [ops.convert_to_tensor(g) for g in grads]
+    total = float(ops.convert_to_numpy(ops.sqrt(sum(ops.sum(ops.square(g)) for g in grads))))
+    return [g * min(1.0, max_norm / total) for g in grads]
+""", {"test_global_norm_below_threshold_and_zero"}),
+    "blank_stub": ("""
+def clip_by_global_norm(grads, max_norm):
+    ...
+""", set(NORM_TESTS)),
+    "raises": ("""
+def clip_by_global_norm(grads, max_norm):
+    raise ValueError("not done")
+""", set(NORM_TESTS)),
+    "returns_nan": ("""
+def clip_by_global_norm(grads, max_norm):
+    return [ops.convert_to_tensor(g) * float("nan") for g in grads]
+""", set(NORM_TESTS)),
+    "returns_one_tensor": ("""
+def clip_by_global_norm(grads, max_norm):
+    flat = ops.concatenate([ops.reshape(ops.convert_to_tensor(g), (-1,)) for g in grads])
+    return flat * (max_norm / ops.maximum(ops.norm(flat), max_norm))
+""", set(NORM_TESTS)),
+    # correct alternatives: must pass everything
+    "ok_concat_norm_where": ("""
+def clip_by_global_norm(grads, max_norm):
+    grads = [ops.convert_to_tensor(g) for g in grads]
+    n = ops.norm(ops.concatenate([ops.reshape(g, (-1,)) for g in grads]))
+    return [ops.where(n > max_norm, g * (max_norm / n), g) for g in grads]
+""", set()),
+    "ok_numpy_float64": ("""
+def clip_by_global_norm(grads, max_norm):
+    arrays = [np.asarray(ops.convert_to_numpy(g), dtype=np.float64) for g in grads]
+    n = np.sqrt(sum(float(np.sum(a * a)) for a in arrays))
+    return tuple(a * (max_norm / max(n, max_norm)) for a in arrays)
+""", set()),
+}
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("variant", sorted(GLOBAL_NORM_VARIANTS))
+def test_q1_global_norm_variants_fail_the_right_tests(master, variant):
+    _, tests = master
+    source, must_fail = GLOBAL_NORM_VARIANTS[variant]
+    ns = _namespace(source)
+    failed = {}
+    for name in NORM_TESTS:
+        message = _run(tests[name][3], ns)
+        if message is not None:
+            failed[name] = message
+    assert set(failed) == must_fail, f"{variant}: failed {sorted(failed)}, expected {sorted(must_fail)}: {failed}"
+    if variant in ("per_tensor_norm", "clips_values_instead"):
+        assert "own norm" in failed["test_global_norm_matches_definition"]  # the hint names the mistake
+    if variant == "squared_norm":
+        assert "squared global norm" in failed["test_global_norm_matches_definition"]
+    if variant == "sum_of_norms":
+        assert "added up the tensors' norms" in failed["test_global_norm_matches_definition"]
+    if variant == "divides_by_zero_norm":
+        assert "ZeroDivisionError" in failed["test_global_norm_below_threshold_and_zero"]
+
+
+VALUE_VARIANTS = {
+    "upper_bound_only": "def clip_by_value(grads, limit):\n    return [ops.minimum(g, limit) for g in grads]\n",
+    "clips_to_zero_limit": "def clip_by_value(grads, limit):\n    return [ops.clip(g, 0.0, limit) for g in grads]\n",
+    "norm_instead": ("def clip_by_value(grads, limit):\n"
+                     "    return [g * (limit / ops.maximum(ops.norm(ops.reshape(g, (-1,))), limit)) for g in grads]\n"),
+    "blank_stub": "def clip_by_value(grads, limit):\n    ...\n",
+}
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("variant", sorted(VALUE_VARIANTS))
+def test_q1_value_variants_fail(master, variant):
+    _, tests = master
+    ns = _namespace(VALUE_VARIANTS[variant])
+    assert _run(tests["test_value_matches_definition"][3], ns) is not None
+
+
+@pytest.mark.backends
+def test_q1_value_alternative_passes(master):
+    _, tests = master
+    ns = _namespace("def clip_by_value(grads, limit):\n"
+                    "    return [ops.where(ops.abs(g) > limit, ops.sign(g) * limit, g) for g in grads]\n")
+    assert _run(tests["test_value_matches_definition"][3], ns) is None
+    assert _run(tests["test_value_public"][3], ns) is None
+
+
+# --------------------------------------------------------------------------- wrong answers, q2
+
+Q2_TESTS = ["test_optimizer_configuration", "test_optimizer_converges"]
+
+OPTIMIZER_VARIANTS = {
+    # name: (body of make_clipped_optimizer, hidden tests that must fail, tests not asserted)
+    "no_clipping": ("return keras.optimizers.SGD(learning_rate=0.01)", set(Q2_TESTS), set()),
+    "threshold_too_small": ("return keras.optimizers.SGD(learning_rate=0.01, clipnorm=1e-3)",
+                            {"test_optimizer_converges"}, set()),
+    "threshold_too_large": ("return keras.optimizers.SGD(learning_rate=0.01, clipvalue=1000.0)",
+                            {"test_optimizer_converges"}, set()),
+    "smaller_learning_rate": ("return keras.optimizers.SGD(learning_rate=1e-4, clipnorm=1.0)",
+                              set(Q2_TESTS), set()),
+    "adam": ("return keras.optimizers.Adam(clipnorm=1.0)", set(Q2_TESTS), set()),
+    "blank_stub": ("...", set(Q2_TESTS), set()),
+    "shared_instance": ("return SHARED", {"test_optimizer_configuration"}, {"test_optimizer_converges"}),
+    "ok_global_clipnorm": ("return keras.optimizers.SGD(learning_rate=0.01, global_clipnorm=1.0)", set(), set()),
+    "ok_clipnorm_2": ("return keras.optimizers.SGD(clipnorm=2.0)", set(), set()),
+}
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("variant", sorted(OPTIMIZER_VARIANTS))
+def test_q2_variants_fail_the_right_tests(master, variant):
+    _, tests = master
+    body, must_fail, unchecked = OPTIMIZER_VARIANTS[variant]
+    ns = _namespace("SHARED = keras.optimizers.SGD(learning_rate=0.01, clipnorm=1.0)\n"
+                    f"def make_clipped_optimizer():\n    {body}\n")
+    failed = {}
+    for name in Q2_TESTS:
+        if name in unchecked:
+            continue
+        message = _run(tests[name][3], ns)
+        if message is not None:
+            failed[name] = message
+    assert set(failed) == must_fail, f"{variant}: failed {sorted(failed)}, expected {sorted(must_fail)}: {failed}"
+    if variant == "no_clipping":
+        assert "NaN" in failed["test_optimizer_converges"]
+
+
+# --------------------------------------------------------------------------- otter end to end
+
+def _otter(*args, cwd):
+    proc = subprocess.run([sys.executable, "-m", "otter", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, f"otter {args[0]} exited {proc.returncode}:\n{(proc.stdout + proc.stderr)[-4000:]}"
+    return proc
+
+
+def _grade(zip_path: Path, notebook: Path, out: Path) -> dict:
+    out.mkdir()
+    _otter("run", "-a", str(zip_path), "-o", str(out), "--no-logo", str(notebook), cwd=out)
+    results = json.loads((out / "results.json").read_text())
+    return {t["name"]: t for t in results["tests"]}
+
+
+def test_otter_assign_and_run_end_to_end(tmp_path):
+    from gradkit.scan import scan_release
+
+    result = tmp_path / "dist"
+    _otter("assign", str(MASTER), str(result), cwd=tmp_path)  # its own test run needs full marks
+    (zip_path,) = (result / "autograder").glob("*.zip")
+    student_nb = result / "student" / f"{NAME}.ipynb"
+
+    text = student_nb.read_text()
+    assert "BEGIN SOLUTION" not in text and "hidden: true" not in text
+    leaks = scan_release(result / "student", MASTER)
+    assert not leaks, "student release leaks:\n" + "\n".join(map(str, leaks))
+
+    solved = _grade(zip_path, result / "autograder" / f"{NAME}.ipynb", tmp_path / "solution")
+    for q in ("q1", "q2"):
+        assert solved[q]["score"] == solved[q]["max_score"] == POINTS[q], solved[q]
+    assert solved["Public Tests"]["status"] == "passed"
+
+    blank = _grade(zip_path, student_nb, tmp_path / "student")
+    for q in ("q1", "q2"):
+        assert blank[q]["score"] == 0 and blank[q]["max_score"] == POINTS[q], blank[q]
+        assert "✅" not in blank[q]["output"], f"a test of {q} passes on the blank notebook:\n{blank[q]['output']}"
+        assert blank[q]["output"].count("❌") == sum(
+            1 for (qq, _, _, _) in _master_parts()[2].values() if qq == q), blank[q]["output"]
