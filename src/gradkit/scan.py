@@ -138,15 +138,10 @@ def master_secrets(master: str | Path | Any) -> tuple[dict[str, str], set[str]]:
             continue
         if in_tests and ctype == "code":
             hidden, body = _hidden_test_body(src)
-            if not hidden:
-                public.update(_norm(ln) for ln in src.splitlines())
-                continue
-            add(body, f"hidden test of {question}")
-            try:  # otter stores ast.unparse(def ...) in the generated test file
-                tree = ast.parse("\n".join(body))
-                add(ast.unparse(tree.body[0]).splitlines(), f"hidden test of {question}")
-            except (SyntaxError, IndexError):
-                pass
+            if hidden:
+                add(_test_forms(body), f"hidden test of {question}")
+            else:
+                public.update(_norm(ln) for ln in [*src.splitlines(), *_test_forms(body)])
             continue
         if in_solution and ctype == "markdown":
             add(src.splitlines(), f"written answer to {question}")
@@ -157,7 +152,18 @@ def master_secrets(master: str | Path | Any) -> tuple[dict[str, str], set[str]]:
             public.update(_norm(ln) for ln in vis)
             continue
         public.update(_norm(ln) for ln in src.splitlines())
-    return {k: v for k, v in secret.items() if k not in public}, public
+    # Text that students see anyway (also inside a longer visible line) is no secret.
+    visible = "\n".join(public)
+    return {k: v for k, v in secret.items() if k not in public and k not in visible}, public
+
+
+def _test_forms(body: list[str]) -> list[str]:
+    """A test's lines as written and as otter stores them (``ast.unparse`` of the def)."""
+    try:
+        tree = ast.parse("\n".join(body))
+        return [*body, *ast.unparse(tree.body[0]).splitlines()]
+    except (SyntaxError, IndexError):
+        return list(body)
 
 
 def _split_solution_code(src: str) -> tuple[list[str], list[str]]:
