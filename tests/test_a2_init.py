@@ -1,0 +1,521 @@
+"""Assignment a2_init (Glorot / He initialisation): master tests and the otter pipeline.
+
+* Fast part: the test cells of ``solutions/a2_init/a2_init.ipynb`` are extracted and run, outside
+  otter, against the solution, against correct alternative implementations (NumPy draws, Keras'
+  own initializers where they draw the same distribution) and against the typical wrong answers.
+  Each wrong answer must fail the hidden tests written for it with an ``AssertionError``: He with
+  the fan-out, the Glorot-uniform limit used as a normal's standard deviation, a truncated normal,
+  a Glorot init without the receptive field, swapped fans, a seed that is ignored, ...
+* Statistical part: the bounds of grading.yml are re-derived from their stated formulas.
+* End-to-end part: the real ``otter assign`` on the master (with its own test run, which requires
+  full marks), then the real ``otter run`` with the generated autograder zip on the solution
+  notebook (full marks on every question) and on the student notebook (zero on every test).
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+MASTER = ROOT / "solutions" / "a2_init" / "a2_init.ipynb"
+NAME = "a2_init"
+POINTS = {"q1": 2, "q2": 2, "q3": 1, "q4": 5, "q5": 4, "q6": 2, "q7": 2}
+MANUAL = {"q2", "q6", "q7"}
+PRELUDE = "import math\nimport functools\nimport numpy as np\nimport keras\nfrom keras import ops\n"
+
+
+# --------------------------------------------------------------------------- master parsing
+
+def _master_parts():
+    """({question: config}, {question: solution source}, {test name: (question, hidden, points, source)})."""
+    nb = nbformat.read(str(MASTER), as_version=4)
+    configs, solutions, tests = {}, {}, {}
+    question, block = None, None
+    for cell in nb.cells:
+        src = cell.source
+        first = src.strip().splitlines()[0] if src.strip() else ""
+        if cell.cell_type == "raw":
+            if first.startswith("# BEGIN QUESTION"):
+                cfg = yaml.safe_load("\n".join(src.strip().splitlines()[1:]))
+                question = cfg["name"]
+                configs[question] = cfg
+            elif first.startswith("# BEGIN SOLUTION"):
+                block = "solution"
+            elif first.startswith("# BEGIN TESTS"):
+                block = "tests"
+            elif first.startswith(("# END SOLUTION", "# END TESTS")):
+                block = None
+            elif first.startswith("# END QUESTION"):
+                question = None
+            continue
+        if question is None or cell.cell_type not in ("code", "markdown"):
+            continue
+        if cell.cell_type == "markdown":  # a written answer
+            if block == "solution":
+                solutions[question] = solutions.get(question, "") + src + "\n"
+            continue
+        if block == "solution":
+            solutions[question] = solutions.get(question, "") + src + "\n"
+        elif block == "tests":
+            name = re.search(r"^def (\w+)\(", src, re.M).group(1)
+            conf = re.match(r'""" # BEGIN TEST CONFIG\n(.*?)\n""" # END TEST CONFIG\n', src, re.S)
+            conf = yaml.safe_load(conf.group(1)) if conf else {}
+            tests[name] = (question, bool(conf.get("hidden", False)), conf.get("points"), src)
+    return configs, solutions, tests
+
+
+def _test_function(src: str):
+    """The test function of a test cell, without the cell's own call line."""
+    body = "\n".join(ln for ln in src.splitlines() if not re.match(r"^\w+\(.*\)\s*$", ln))
+    ns: dict = {}
+    exec(compile(body, "<test cell>", "exec"), ns)
+    (fn,) = [v for k, v in ns.items() if k.startswith("test_") and callable(v)]
+    return fn
+
+
+def _namespace(source: str) -> dict:
+    ns: dict = {}
+    exec(compile(PRELUDE + source, "<student code>", "exec"), ns)
+    return ns
+
+
+@pytest.fixture(scope="module")
+def master():
+    configs, solutions, tests = _master_parts()
+    source = "".join(solutions[q] for q in ("q1", "q3", "q4", "q5"))
+    fns = {name: (q, hidden, points, _test_function(src)) for name, (q, hidden, points, src) in tests.items()}
+    return source, fns
+
+
+def _run(test_fn, ns: dict):
+    """None when the test passes, else the AssertionError's message. Other exceptions propagate."""
+    args = [ns.get(p) for p in inspect.signature(test_fn).parameters]
+    try:
+        test_fn(*args)
+    except AssertionError as exc:
+        return str(exc) or "AssertionError"
+    return None
+
+
+def _with(source: str, replacement: str) -> dict:
+    """The solution namespace with some functions redefined (a student's variant)."""
+    return _namespace(source + "\n" + replacement)
+
+
+# --------------------------------------------------------------------------- layout and config
+
+def test_master_layout():
+    configs, solutions, tests = _master_parts()
+    assert {q: c.get("points") for q, c in configs.items()} == POINTS
+    assert {q for q, c in configs.items() if c.get("manual")} == MANUAL
+    assert set(solutions) == set(POINTS), "every question (manual ones: a markdown answer) has a solution"
+    for q in set(POINTS) - MANUAL:
+        cases = [(hidden, points) for (qq, hidden, points, _) in tests.values() if qq == q]
+        assert sum(p for h, p in cases if h) == POINTS[q], f"{q}: hidden points must add up to the question's"
+        assert all(p == 0 for h, p in cases if not h), f"{q}: public tests carry no points"
+        assert any(not h for h, _ in cases), f"{q}: needs a public test"
+    for name, (_, hidden, _, src) in tests.items():
+        assert 'tolerances("a2_init")' in src or not hidden, f"{name}: bounds must come from grading.yml"
+        for line in src.splitlines():  # every import inside the test function (field guide section 1)
+            assert not re.match(r"^(import|from)\s", line), f"{name}: module-level import {line!r}"
+
+
+def test_grading_section_complete():
+    """Every tol[...] key a test reads exists in grading.yml, and every key there is used."""
+    from gradkit.config import tolerances
+
+    tol = tolerances(NAME)
+    _, _, tests = _master_parts()
+    used = set()
+    for _, _, _, src in tests.values():
+        used |= set(re.findall(r"""tol\[\s*["'](\w+)["']\s*\]""", src))
+    assert used <= set(tol), f"keys missing in grading.yml: {sorted(used - set(tol))}"
+    assert set(tol) <= used, f"unused keys in grading.yml: {sorted(set(tol) - used)}"
+
+
+def test_otter_ignore_only_on_experiment_cells():
+    nb = nbformat.read(str(MASTER), as_version=4)
+    for cell in nb.cells:
+        if "otter_ignore" in cell.metadata.get("tags", []):
+            assert "def " not in cell.source.split("\n", 1)[0] and "BEGIN SOLUTION" not in cell.source
+
+
+# --------------------------------------------------------------------------- bounds re-derived
+
+def test_bounds_follow_their_derivations():
+    from scipy import stats as st
+
+    from gradkit.config import tolerances
+    from gradkit.initializers import compute_fans
+    from gradkit.stats import variance_interval
+
+    tol = tolerances(NAME)
+    alpha = tol["alpha"]
+    n_min = min(int(np.prod(s)) for s in tol["shapes"])
+    assert n_min >= 10_000
+    lo, hi = variance_interval(n_min, 1.0, 1 - alpha)
+    assert 0.92 < lo and hi < 1.08  # +-6.5 %: far from the mistakes' ratios
+    for ratio in (0.5, 0.87962566103423978 ** 2, 2.0, 3.0):
+        assert not lo <= ratio <= hi
+    # He with fan_out is detected on every non-square shape
+    for shape in tol["shapes"]:
+        fi, fo = compute_fans(shape)
+        assert not lo <= fi / fo <= hi, shape
+    # the normal tail check separates a normal from a (rescaled) truncated normal
+    p0 = 2 * st.norm.sf(tol["tail_z"])
+    assert tol["tail_z"] > 2 / 0.87962566103423978 and p0 * n_min > 100  # truncated: no draw beyond 2.27 sigma
+    # the He band excludes Glorot already at layer 1, the ratio band separates 1 from 1/sqrt(2)
+    band5, band20 = tol["relu_log_bands"]
+    assert math.log(math.sqrt(2)) > band5 and band5 < band20
+    assert (1 / math.sqrt(2)) * (1 + tol["relu_ratio_rtol"]) < 1 - tol["relu_ratio_rtol"]
+    # Hanin & Rolnick's fluctuation estimate behind the log bands, at two-sided 1e-4
+    z = st.norm.ppf(1 - 1e-4 / 2)
+    for depth, band in zip(tol["relu_check_depths"], tol["relu_log_bands"]):
+        sd = math.sqrt(5 * depth / tol["relu_width"]) / 2 / math.sqrt(tol["relu_nets"])
+        assert band >= z * sd - 1e-9, (depth, band, z * sd)
+    # q1: ddof 0 and 1 both pass
+    assert 1 / (2 * tol["std_batch"]) < tol["std_rtol"]
+
+
+# --------------------------------------------------------------------------- solution
+
+@pytest.mark.backends
+def test_solution_passes_every_test_within_budget(master):
+    source, tests = master
+    ns = _namespace(source)
+    times = {}
+    for name, (_, hidden, _, fn) in tests.items():
+        t0 = time.perf_counter()
+        message = _run(fn, ns)
+        times[name] = (hidden, time.perf_counter() - t0)
+        assert message is None, f"{name} fails on the solution: {message}"
+    hidden_total = sum(t for h, t in times.values() if h)
+    print({k: round(t, 2) for k, (_, t) in times.items()}, f"hidden total {hidden_total:.1f} s")
+    assert hidden_total <= 60, f"hidden tests take {hidden_total:.1f} s; the budget is 60 s per assignment"
+    for name, (hidden, t) in times.items():
+        assert hidden or t < 10, f"public test {name} takes {t:.1f} s (must be < 10 s)"
+
+
+# --------------------------------------------------------------------------- wrong answers, q3-q5
+
+DIST = {"glorot_normal": "test_glorot_normal_distribution", "glorot_uniform": "test_glorot_uniform_distribution",
+        "he_normal": "test_he_normal_distribution", "he_uniform": "test_he_uniform_distribution"}
+RELU = {"test_glorot_shrinks_relu_activations", "test_he_keeps_relu_activations"}
+CIRCLES = "test_glorot_uniform_trains_deep_tanh_net"
+FANS = "test_fans_all_shapes"
+INIT_TESTS = set(DIST.values()) | RELU | {FANS}  # the circles test is run only where a variant names it
+
+INIT_VARIANTS = {
+    # name: (replacement source, hidden tests that must fail, message fragment of the first)
+    "he_fan_out": ("""
+def he_normal(shape, dtype="float32", seed=None):
+    return keras.random.normal(shape, stddev=math.sqrt(2.0 / fans(shape)[1]), dtype=dtype, seed=seed)
+def he_uniform(shape, dtype="float32", seed=None):
+    limit = math.sqrt(6.0 / fans(shape)[1])
+    return keras.random.uniform(shape, minval=-limit, maxval=limit, dtype=dtype, seed=seed)
+""", {DIST["he_normal"], DIST["he_uniform"]}, "as if you used fan_out instead of fan_in"),
+    "glorot_normal_with_uniform_limit": ("""
+def glorot_normal(shape, dtype="float32", seed=None):
+    fi, fo = fans(shape)
+    return keras.random.normal(shape, stddev=math.sqrt(6.0 / (fi + fo)), dtype=dtype, seed=seed)
+""", {DIST["glorot_normal"], "test_glorot_shrinks_relu_activations"}, "uniform limit sqrt(6/(fan_in + fan_out)) as the standard"),
+    "he_normal_with_uniform_limit": ("""
+def he_normal(shape, dtype="float32", seed=None):
+    return keras.random.normal(shape, stddev=math.sqrt(6.0 / fans(shape)[0]), dtype=dtype, seed=seed)
+""", {DIST["he_normal"], "test_he_keeps_relu_activations"}, "uniform limit sqrt(6/fan_in)"),
+    "truncated_normal_uncorrected": ("""
+def glorot_normal(shape, dtype="float32", seed=None):
+    fi, fo = fans(shape)
+    return keras.random.truncated_normal(shape, stddev=math.sqrt(2.0 / (fi + fo)), dtype=dtype, seed=seed)
+def he_normal(shape, dtype="float32", seed=None):
+    return keras.random.truncated_normal(shape, stddev=math.sqrt(2.0 / fans(shape)[0]), dtype=dtype, seed=seed)
+""", {DIST["glorot_normal"], DIST["he_normal"]} | RELU, "truncated normal without dividing"),
+    "truncated_normal_like_keras": ("""
+def glorot_normal(shape, dtype="float32", seed=None):
+    return keras.initializers.GlorotNormal(seed=seed)(shape, dtype=dtype)
+def he_normal(shape, dtype="float32", seed=None):
+    return keras.initializers.HeNormal(seed=seed)(shape, dtype=dtype)
+""", {DIST["glorot_normal"], DIST["he_normal"]}, "Draw from a plain normal"),
+    "normal_where_uniform_asked": ("""
+def glorot_uniform(shape, dtype="float32", seed=None):
+    return glorot_normal(shape, dtype=dtype, seed=seed)
+def he_uniform(shape, dtype="float32", seed=None):
+    return he_normal(shape, dtype=dtype, seed=seed)
+""", {DIST["glorot_uniform"], DIST["he_uniform"]}, "exceeds the limit"),
+    "uniform_where_normal_asked": ("""
+def glorot_normal(shape, dtype="float32", seed=None):
+    return glorot_uniform(shape, dtype=dtype, seed=seed)
+def he_normal(shape, dtype="float32", seed=None):
+    return he_uniform(shape, dtype=dtype, seed=seed)
+""", {DIST["glorot_normal"], DIST["he_normal"]}, "Draw from a plain normal"),
+    "lecun_for_he": ("""
+def he_normal(shape, dtype="float32", seed=None):
+    return keras.random.normal(shape, stddev=math.sqrt(1.0 / fans(shape)[0]), dtype=dtype, seed=seed)
+def he_uniform(shape, dtype="float32", seed=None):
+    limit = math.sqrt(3.0 / fans(shape)[0])
+    return keras.random.uniform(shape, minval=-limit, maxval=limit, dtype=dtype, seed=seed)
+""", {DIST["he_normal"], DIST["he_uniform"], "test_he_keeps_relu_activations"}, "1/fan_in (LeCun)"),
+    "glorot_for_he": ("""
+def he_normal(shape, dtype="float32", seed=None):
+    return glorot_normal(shape, dtype=dtype, seed=seed)
+def he_uniform(shape, dtype="float32", seed=None):
+    return glorot_uniform(shape, dtype=dtype, seed=seed)
+""", {DIST["he_normal"], DIST["he_uniform"], "test_he_keeps_relu_activations"}, "Glorot's 2/(fan_in + fan_out)"),
+    "glorot_half_variance": ("""
+def glorot_normal(shape, dtype="float32", seed=None):
+    fi, fo = fans(shape)
+    return keras.random.normal(shape, stddev=math.sqrt(1.0 / (fi + fo)), dtype=dtype, seed=seed)
+def glorot_uniform(shape, dtype="float32", seed=None):
+    fi, fo = fans(shape)
+    limit = math.sqrt(3.0 / (fi + fo))
+    return keras.random.uniform(shape, minval=-limit, maxval=limit, dtype=dtype, seed=seed)
+""", {DIST["glorot_normal"], DIST["glorot_uniform"], "test_glorot_shrinks_relu_activations"},
+        "1/(fan_in + fan_out) instead"),
+    "std_as_uniform_limit": ("""
+def glorot_uniform(shape, dtype="float32", seed=None):
+    fi, fo = fans(shape)
+    limit = math.sqrt(2.0 / (fi + fo))
+    return keras.random.uniform(shape, minval=-limit, maxval=limit, dtype=dtype, seed=seed)
+""", {"test_glorot_shrinks_relu_activations", DIST["glorot_uniform"]}, "standard deviation sqrt(2/(fan_in + fan_out)) as the uniform limit"),
+    "no_square_root": ("""
+def he_normal(shape, dtype="float32", seed=None):
+    return keras.random.normal(shape, stddev=2.0 / fans(shape)[0], dtype=dtype, seed=seed)
+""", {DIST["he_normal"], "test_he_keeps_relu_activations"}, "no square root"),
+    "positive_uniform": ("""
+def glorot_uniform(shape, dtype="float32", seed=None):
+    fi, fo = fans(shape)
+    return keras.random.uniform(shape, minval=0.0, maxval=math.sqrt(6.0 / (fi + fo)), dtype=dtype, seed=seed)
+""", {"test_glorot_shrinks_relu_activations", DIST["glorot_uniform"]}, "must be centred at 0"),
+    "no_receptive_field": ("""
+def fans(shape):
+    return int(shape[-2]), int(shape[-1])
+""", set(DIST.values()) | {FANS}, "without the receptive field"),
+    "fans_swapped": ("""
+def fans(shape):
+    r = int(np.prod(shape[:-2]))
+    return int(shape[-1]) * r, int(shape[-2]) * r
+""", {DIST["he_normal"], DIST["he_uniform"], FANS}, "fan_out instead of fan_in"),
+    "receptive_field_on_fan_in_only": ("""
+def fans(shape):
+    r = int(np.prod(shape[:-2]))
+    return int(shape[-2]) * r, int(shape[-1])
+""", {DIST["glorot_normal"], DIST["glorot_uniform"], FANS}, None),
+    "seed_ignored": ("""
+def he_normal(shape, dtype="float32", seed=None):
+    return keras.random.normal(shape, stddev=math.sqrt(2.0 / fans(shape)[0]), dtype=dtype)
+""", {DIST["he_normal"]}, "pass seed=seed on to keras.random"),
+    "seed_hard_coded": ("""
+def glorot_normal(shape, dtype="float32", seed=None):
+    fi, fo = fans(shape)
+    return keras.random.normal(shape, stddev=math.sqrt(2.0 / (fi + fo)), dtype=dtype, seed=0)
+""", {DIST["glorot_normal"], "test_glorot_shrinks_relu_activations"}, "returned the same tensor"),
+    "float64": ("""
+def he_uniform(shape, dtype="float32", seed=None):
+    limit = math.sqrt(6.0 / fans(shape)[0])
+    return np.random.default_rng(seed).uniform(-limit, limit, size=shape)
+""", {DIST["he_uniform"]}, "returned dtype float64"),
+    "returns_nan": ("""
+def glorot_uniform(shape, dtype="float32", seed=None):
+    return keras.ops.full(shape, float("nan"), dtype=dtype)
+""", {"test_glorot_shrinks_relu_activations", DIST["glorot_uniform"], CIRCLES}, "NaN"),
+    "glorot_uniform_is_uniform_0_1": ("""
+def glorot_uniform(shape, dtype="float32", seed=None):
+    return keras.random.uniform(shape, minval=0.0, maxval=1.0, dtype=dtype, seed=seed)
+""", {"test_glorot_shrinks_relu_activations", DIST["glorot_uniform"], CIRCLES}, "must be centred at 0"),
+    "raises": ("""
+def he_uniform(shape, dtype="float32", seed=None):
+    raise NotImplementedError("later")
+""", {DIST["he_uniform"], "test_he_keeps_relu_activations"}, "NotImplementedError"),
+    "blank_stubs": ("""
+def fans(shape):
+    ...
+def glorot_uniform(shape, dtype="float32", seed=None):
+    ...
+def glorot_normal(shape, dtype="float32", seed=None):
+    ...
+def he_normal(shape, dtype="float32", seed=None):
+    ...
+def he_uniform(shape, dtype="float32", seed=None):
+    ...
+""", INIT_TESTS | {CIRCLES}, None),
+    # correct alternatives: must pass everything
+    "ok_numpy_generator": ("""
+def fans(shape):
+    *spatial, n_in, n_out = shape
+    r = math.prod(spatial)
+    return n_in * r, n_out * r
+def glorot_normal(shape, dtype="float32", seed=None):
+    fi, fo = fans(shape)
+    return np.random.default_rng(seed).normal(0.0, math.sqrt(2 / (fi + fo)), size=shape).astype(dtype)
+def glorot_uniform(shape, dtype="float32", seed=None):
+    fi, fo = fans(shape)
+    limit = math.sqrt(6 / (fi + fo))
+    return np.random.default_rng(seed).uniform(-limit, limit, size=shape).astype(dtype)
+def he_normal(shape, dtype="float32", seed=None):
+    return np.random.default_rng(seed).normal(0.0, math.sqrt(2 / fans(shape)[0]), size=shape).astype(dtype)
+def he_uniform(shape, dtype="float32", seed=None):
+    limit = math.sqrt(6 / fans(shape)[0])
+    return np.random.default_rng(seed).uniform(-limit, limit, size=shape).astype(dtype)
+""", set(), None),
+    "ok_keras_variance_scaling": ("""
+def glorot_normal(shape, dtype="float32", seed=None):
+    return keras.initializers.VarianceScaling(1.0, "fan_avg", "untruncated_normal", seed=seed)(shape, dtype=dtype)
+def glorot_uniform(shape, dtype="float32", seed=None):
+    return keras.initializers.GlorotUniform(seed=seed)(shape, dtype=dtype)
+def he_normal(shape, dtype="float32", seed=None):
+    return keras.initializers.VarianceScaling(2.0, "fan_in", "untruncated_normal", seed=seed)(shape, dtype=dtype)
+def he_uniform(shape, dtype="float32", seed=None):
+    return keras.initializers.HeUniform(seed=seed)(shape, dtype=dtype)
+""", set(), None),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(INIT_VARIANTS))
+def test_initializer_variants_fail_the_right_tests(master, variant):
+    source, tests = master
+    replacement, must_fail, fragment = INIT_VARIANTS[variant]
+    ns = _with(source, replacement)
+    names = INIT_TESTS | ({CIRCLES} if CIRCLES in must_fail else set())
+    changed = set(re.findall(r"^def (\w+)\(", replacement, re.M))
+    if "fans" not in changed:  # tests that call none of the changed functions pass as on the solution
+        names = {n for n in names if changed & set(inspect.signature(tests[n][3]).parameters)}
+    failed = {}
+    for name in sorted(names):
+        message = _run(tests[name][3], ns)
+        if message is not None:
+            failed[name] = message
+    assert set(failed) == must_fail, f"{variant}: failed {sorted(failed)}, expected {sorted(must_fail)}: {failed}"
+    if fragment:
+        assert any(fragment in m for m in failed.values()), f"{variant}: no message says {fragment!r}: {failed}"
+
+
+def test_public_tests_catch_the_blank_and_the_ignored_seed(master):
+    source, tests = master
+    blank = _with(source, INIT_VARIANTS["blank_stubs"][0] + "\ndef activation_std(model, x):\n    ...\n")
+    for name in ("test_fans_public", "test_glorot_public", "test_he_public", "test_activation_std_public"):
+        assert "returned None" in _run(tests[name][3], blank), name
+    ignored = _with(source, INIT_VARIANTS["seed_ignored"][0])
+    assert "pass seed=seed" in _run(tests["test_he_public"][3], ignored)
+    swapped = _with(source, INIT_VARIANTS["fans_swapped"][0])
+    assert "swapped" in _run(tests["test_fans_public"][3], swapped)
+
+
+# --------------------------------------------------------------------------- wrong answers, q1
+
+STD_TESTS = ["test_activation_std_matches_reference_mlp", "test_activation_std_counts_every_layer"]
+
+STD_VARIANTS = {
+    "reversed": ("""
+def activation_std(model, x):
+    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
+    outs = keras.Model(model.inputs[0], [l.output for l in layers])(x)
+    return [float(np.std(ops.convert_to_numpy(o))) for o in outs][::-1]
+""", set(STD_TESTS)),
+    "mean_of_per_unit_stds": ("""
+def activation_std(model, x):
+    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
+    outs = keras.Model(model.inputs[0], [l.output for l in layers])(x)
+    return [float(np.std(ops.convert_to_numpy(o), axis=0).mean()) for o in outs]
+""", set(STD_TESTS)),
+    "input_prepended": ("""
+def activation_std(model, x):
+    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
+    outs = keras.Model(model.inputs[0], [l.output for l in layers])(x)
+    return [float(np.std(x))] + [float(np.std(ops.convert_to_numpy(o))) for o in outs]
+""", set(STD_TESTS)),
+    "hidden_layers_only": ("""
+def activation_std(model, x):
+    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)][:-1]
+    outs = keras.Model(model.inputs[0], [l.output for l in layers])(x)
+    return [float(np.std(ops.convert_to_numpy(o))) for o in outs]
+""", set(STD_TESTS)),
+    "dense_layers_only": ("""
+def activation_std(model, x):
+    layers = [l for l in model.layers if isinstance(l, keras.layers.Dense)]
+    outs = keras.Model(model.inputs[0], [l.output for l in layers])(x)
+    return [float(np.std(ops.convert_to_numpy(o))) for o in outs]
+""", {"test_activation_std_counts_every_layer"}),
+    "kernel_std_instead": ("""
+def activation_std(model, x):
+    return [float(np.std(ops.convert_to_numpy(l.kernel))) for l in model.layers if hasattr(l, "kernel")]
+""", set(STD_TESTS)),
+    "blank_stub": ("def activation_std(model, x):\n    ...\n", set(STD_TESTS)),
+    "ok_layer_loop_ddof1": ("""
+def activation_std(model, x):
+    h, out = ops.convert_to_tensor(x), []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        h = layer(h)
+        out.append(np.std(ops.convert_to_numpy(h), ddof=1))
+    return np.array(out)
+""", set()),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(STD_VARIANTS))
+def test_activation_std_variants_fail_the_right_tests(master, variant):
+    source, tests = master
+    replacement, must_fail = STD_VARIANTS[variant]
+    ns = _with(source, replacement)
+    failed = {name: m for name in STD_TESTS if (m := _run(tests[name][3], ns)) is not None}
+    assert set(failed) == must_fail, f"{variant}: failed {sorted(failed)}, expected {sorted(must_fail)}: {failed}"
+
+
+# --------------------------------------------------------------------------- otter end to end
+
+def _otter(*args, cwd):
+    proc = subprocess.run([sys.executable, "-m", "otter", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=1200)
+    assert proc.returncode == 0, f"otter {args[0]} exited {proc.returncode}:\n{(proc.stdout + proc.stderr)[-4000:]}"
+    return proc
+
+
+def _grade(zip_path: Path, notebook: Path, out: Path) -> dict:
+    out.mkdir()
+    _otter("run", "-a", str(zip_path), "-o", str(out), "--no-logo", str(notebook), cwd=out)
+    results = json.loads((out / "results.json").read_text())
+    return {t["name"]: t for t in results["tests"]}
+
+
+def test_otter_assign_and_run_end_to_end(tmp_path):
+    from gradkit.scan import scan_release
+
+    result = tmp_path / "dist"
+    t0 = time.perf_counter()
+    _otter("assign", str(MASTER), str(result), cwd=tmp_path)  # its own test run needs full marks
+    (zip_path,) = (result / "autograder").glob("*.zip")
+    student_nb = result / "student" / f"{NAME}.ipynb"
+
+    text = student_nb.read_text()
+    assert "BEGIN SOLUTION" not in text and "hidden: true" not in text
+    assert "keras.random.normal(tuple(shape), stddev" not in text  # no solution code
+    leaks = scan_release(result / "student", MASTER)
+    assert not leaks, "student release leaks:\n" + "\n".join(map(str, leaks))
+
+    auto = [q for q in POINTS if q not in MANUAL]
+    solved = _grade(zip_path, result / "autograder" / f"{NAME}.ipynb", tmp_path / "solution")
+    for q in auto:
+        assert solved[q]["score"] == solved[q]["max_score"] == POINTS[q], solved[q]
+    assert solved["Public Tests"]["status"] == "passed"
+    assert not MANUAL & set(solved)  # manual questions are graded by hand, not in results.json
+
+    blank = _grade(zip_path, student_nb, tmp_path / "student")
+    cases = _master_parts()[2]
+    for q in auto:
+        assert blank[q]["score"] == 0 and blank[q]["max_score"] == POINTS[q], blank[q]
+        assert "✅" not in blank[q]["output"], f"a test of {q} passes on the blank notebook:\n{blank[q]['output']}"
+        assert blank[q]["output"].count("❌") == sum(1 for (qq, _, _, _) in cases.values() if qq == q), \
+            blank[q]["output"]
+    print(f"assign + 2 runs: {time.perf_counter() - t0:.0f} s")
