@@ -307,3 +307,14 @@ def test_full_dying_relu_study():
     assert relu.n == study["members"] and not relu.diverged.any()
     assert relu.rate > study["relu_min_rate"], str(relu)
     assert leaky.rate < study["leaky_max_rate"], str(leaky)
+
+
+def test_plain_function_initializer_draws_per_member():
+    """A student's f(shape, dtype=None, seed=None) initializer gets each member's own seed."""
+    def my_normal(shape, dtype=None, seed=None):
+        return keras.random.normal(shape, dtype=dtype, seed=seed)
+
+    model = E.build_ensemble_mlp(4, 2, 3, initializer=my_normal, seed=0)
+    kernel = keras.ops.convert_to_numpy(ensemble_layers(model)[0].kernel)
+    assert kernel.shape[-1] == 4
+    assert all(not np.array_equal(kernel[..., 0], kernel[..., m]) for m in range(1, 4))

@@ -40,6 +40,21 @@ def test_initializer_seeding_is_explicit():
     assert reseeded(keras.initializers.Zeros(), 3).__class__ is keras.initializers.Zeros
 
 
+def test_plain_function_initializer_gets_the_seed_bound():
+    def my_normal(shape, dtype=None, seed=None):
+        return keras.random.normal(shape, dtype=dtype, seed=seed)
+
+    a = keras.ops.convert_to_numpy(get_initializer(my_normal, seed=1)((20, 20)))
+    b = keras.ops.convert_to_numpy(get_initializer(my_normal, seed=2)((20, 20)))
+    assert not np.array_equal(a, b)
+    np.testing.assert_array_equal(a, keras.ops.convert_to_numpy(get_initializer(my_normal, seed=1)((20, 20))))
+    no_seed = lambda shape, dtype=None: np.ones(shape)  # noqa: E731
+    assert get_initializer(no_seed, seed=3) is no_seed
+    m = build_mlp(3, 8, initializer=my_normal, input_dim=8, seed=0)
+    k = [keras.ops.convert_to_numpy(l.kernel) for l in _dense(m)[:2]]
+    assert not np.array_equal(k[0], k[1]), "each layer draws with its own seed"
+
+
 @pytest.mark.backends
 def test_build_mlp_structure_and_components():
     calls = []

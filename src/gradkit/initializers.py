@@ -7,6 +7,8 @@ hidden global generator, which gradkit never relies on).
 """
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any, Callable
 
 import keras
@@ -64,13 +66,21 @@ def reseeded(init: Any, seed: int | None) -> Any:
     return init
 
 
+def _takes_seed(fn: Callable) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature
+        return False
+    return any(p.name == "seed" or p.kind is p.VAR_KEYWORD for p in params)
+
+
 def get_initializer(spec: Any, seed: int | None = None) -> Any:
     """Resolve ``spec`` to something Keras accepts as ``kernel_initializer``.
 
     ``spec`` may be a registry name, a factory/class taking ``seed=`` (e.g.
     ``keras.initializers.HeNormal`` or a student's initializer class), an
     initializer instance (re-seeded with ``seed`` when given), or any callable
-    ``f(shape, dtype=None)``.
+    ``f(shape, dtype=None)`` -- one that also takes ``seed=`` gets ``seed`` bound.
     """
     if isinstance(spec, str):
         try:
@@ -88,5 +98,7 @@ def get_initializer(spec: Any, seed: int | None = None) -> Any:
     if isinstance(spec, keras.initializers.Initializer):
         return reseeded(spec, seed) if seed is not None else spec
     if callable(spec):
-        return spec
+        # A plain function f(shape, dtype=None, seed=None) (e.g. a student's he_normal)
+        # gets the seed bound, so layers and ensemble members draw independently.
+        return functools.partial(spec, seed=seed) if seed is not None and _takes_seed(spec) else spec
     raise TypeError(f"initializer must be a name, class or callable, got {type(spec).__name__}")
