@@ -143,7 +143,7 @@ def test_master_layout():
     nb = nbformat.read(str(MASTER), as_version=4)
     assert nb.metadata.kernelspec.name == "python3"
     config = yaml.safe_load(nb.cells[0].source.split("\n", 1)[1])
-    assert config["export_cell"]["pdf"] is False and config["tests"] == {"files": False, "ok_format": False}
+    assert config["export_cell"]["pdf"] is True and config["export_cell"]["require_no_pdf_ack"] is True and config["tests"] == {"files": False, "ok_format": False}
 
 
 def test_grading_section_complete_and_consistent():
