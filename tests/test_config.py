@@ -66,3 +66,15 @@ def test_every_number_has_a_source_comment():
         if number.search(line.split("#", 1)[0]) and "#" not in line
     ]
     assert not missing, "numbers without a source comment in grading.yml:\n" + "\n".join(missing)
+
+
+def test_per_call_limits_stay_under_the_per_test_ceiling():
+    """Every time limit an assignment's hidden tests use is below grade.test_timeout_s,
+    which is below the whole submission's limit."""
+    cfg = load_config(ROOT / "grading.yml")
+    ceiling = cfg["grade"]["test_timeout_s"]
+    assert ceiling < cfg["grade"]["submission_timeout_s"]
+    limits = {f"{a}.{k}": v for a, sec in cfg["assignments"].items() for k, v in sec.items() if k.endswith("timeout_s")}
+    assert limits, "assignments declare no time limits"
+    over = {k: v for k, v in limits.items() if not 0 < v <= ceiling}
+    assert not over, f"time limits above grade.test_timeout_s={ceiling}: {over}"
