@@ -12,99 +12,31 @@
 """
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-import nbformat
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-MASTER = ROOT / "solutions" / "a1_clipping" / "a1_clipping.ipynb"
+from _masters import compiled_tests, grade, master_parts, master_path, namespace, otter, run_test
+
 NAME = "a1_clipping"
+MASTER = master_path(NAME)
 POINTS = {"q1": 5, "q2": 2, "q3": 2}
 PRELUDE = "import numpy as np\nimport keras\nfrom keras import ops\n"
-
-
-# --------------------------------------------------------------------------- master parsing
-
-def _master_parts():
-    """({question: config}, {question: solution source}, {test name: (question, hidden, points, source)})."""
-    nb = nbformat.read(str(MASTER), as_version=4)
-    configs, solutions, tests = {}, {}, {}
-    question, block = None, None
-    for cell in nb.cells:
-        src = cell.source
-        first = src.strip().splitlines()[0] if src.strip() else ""
-        if cell.cell_type == "raw":
-            if first.startswith("# BEGIN QUESTION"):
-                cfg = yaml.safe_load("\n".join(src.strip().splitlines()[1:]))
-                question = cfg["name"]
-                configs[question] = cfg
-            elif first.startswith("# BEGIN SOLUTION"):
-                block = "solution"
-            elif first.startswith("# BEGIN TESTS"):
-                block = "tests"
-            elif first.startswith(("# END SOLUTION", "# END TESTS")):
-                block = None
-            elif first.startswith("# END QUESTION"):
-                question = None
-            continue
-        if cell.cell_type != "code" or question is None:
-            continue
-        if block == "solution":
-            solutions[question] = solutions.get(question, "") + src + "\n"
-        elif block == "tests":
-            name = re.search(r"^def (\w+)\(", src, re.M).group(1)
-            conf = re.match(r'""" # BEGIN TEST CONFIG\n(.*?)\n""" # END TEST CONFIG\n', src, re.S)
-            conf = yaml.safe_load(conf.group(1)) if conf else {}
-            tests[name] = (question, bool(conf.get("hidden", False)), conf.get("points"), src)
-    return configs, solutions, tests
-
-
-def _test_function(src: str):
-    """The test function of a test cell, without the cell's own call line."""
-    body = "\n".join(ln for ln in src.splitlines() if not re.match(r"^\w+\(.*\)\s*$", ln))
-    ns: dict = {}
-    exec(compile(body, "<test cell>", "exec"), ns)
-    (fn,) = [v for k, v in ns.items() if k.startswith("test_") and callable(v)]
-    return fn
-
-
-def _namespace(source: str) -> dict:
-    ns: dict = {}
-    exec(compile(PRELUDE + source, "<student code>", "exec"), ns)
-    return ns
+OTTER_TIMEOUT = 900
 
 
 @pytest.fixture(scope="module")
 def master():
-    configs, solutions, tests = _master_parts()
-    ns = _namespace(solutions["q1"] + solutions["q2"])
-    fns = {name: (q, hidden, points, _test_function(src)) for name, (q, hidden, points, src) in tests.items()}
-    return ns, fns
-
-
-def _run(test_fn, ns: dict):
-    """None when the test passes, else the AssertionError's message. Other exceptions propagate."""
-    import inspect
-
-    args = [ns.get(p) for p in inspect.signature(test_fn).parameters]
-    try:
-        test_fn(*args)
-    except AssertionError as exc:
-        return str(exc) or "AssertionError"
-    return None
+    configs, solutions, tests = master_parts(MASTER)
+    ns = namespace(PRELUDE, solutions["q1"] + solutions["q2"])
+    return ns, compiled_tests(tests)
 
 
 # --------------------------------------------------------------------------- layout and config
 
 def test_master_layout():
-    configs, solutions, tests = _master_parts()
+    configs, solutions, tests = master_parts(MASTER)
     assert {q: c.get("points") for q, c in configs.items()} == POINTS
     assert configs["q3"].get("manual") is True
     assert set(solutions) == {"q1", "q2"}  # q3's solution is a markdown answer
@@ -124,7 +56,7 @@ def test_grading_section_complete():
     from gradkit.config import tolerances
 
     tol = tolerances(NAME)
-    _, _, tests = _master_parts()
+    _, _, tests = master_parts(MASTER)
     used = set()
     for _, _, _, src in tests.values():
         used |= set(re.findall(r"""tol\[\s*["'](\w+)["']\s*\]""", src))
@@ -140,7 +72,7 @@ def test_solution_passes_every_test_within_budget(master):
     times = {}
     for name, (_, hidden, _, fn) in tests.items():
         t0 = time.perf_counter()
-        message = _run(fn, ns)
+        message = run_test(fn, ns)
         times[name] = (hidden, time.perf_counter() - t0)
         assert message is None, f"{name} fails on the solution: {message}"
     hidden_total = sum(t for h, t in times.values() if h)
@@ -233,10 +165,10 @@ def clip_by_global_norm(grads, max_norm):
 def test_q1_global_norm_variants_fail_the_right_tests(master, variant):
     _, tests = master
     source, must_fail = GLOBAL_NORM_VARIANTS[variant]
-    ns = _namespace(source)
+    ns = namespace(PRELUDE, source)
     failed = {}
     for name in NORM_TESTS:
-        message = _run(tests[name][3], ns)
+        message = run_test(tests[name][3], ns)
         if message is not None:
             failed[name] = message
     assert set(failed) == must_fail, f"{variant}: failed {sorted(failed)}, expected {sorted(must_fail)}: {failed}"
@@ -263,17 +195,17 @@ VALUE_VARIANTS = {
 @pytest.mark.parametrize("variant", sorted(VALUE_VARIANTS))
 def test_q1_value_variants_fail(master, variant):
     _, tests = master
-    ns = _namespace(VALUE_VARIANTS[variant])
-    assert _run(tests["test_value_matches_definition"][3], ns) is not None
+    ns = namespace(PRELUDE, VALUE_VARIANTS[variant])
+    assert run_test(tests["test_value_matches_definition"][3], ns) is not None
 
 
 @pytest.mark.backends
 def test_q1_value_alternative_passes(master):
     _, tests = master
-    ns = _namespace("def clip_by_value(grads, limit):\n"
-                    "    return [ops.where(ops.abs(g) > limit, ops.sign(g) * limit, g) for g in grads]\n")
-    assert _run(tests["test_value_matches_definition"][3], ns) is None
-    assert _run(tests["test_value_public"][3], ns) is None
+    ns = namespace(PRELUDE, "def clip_by_value(grads, limit):\n"
+                            "    return [ops.where(ops.abs(g) > limit, ops.sign(g) * limit, g) for g in grads]\n")
+    assert run_test(tests["test_value_matches_definition"][3], ns) is None
+    assert run_test(tests["test_value_public"][3], ns) is None
 
 
 # --------------------------------------------------------------------------- wrong answers, q2
@@ -302,13 +234,13 @@ OPTIMIZER_VARIANTS = {
 def test_q2_variants_fail_the_right_tests(master, variant):
     _, tests = master
     body, must_fail, unchecked = OPTIMIZER_VARIANTS[variant]
-    ns = _namespace("SHARED = keras.optimizers.SGD(learning_rate=0.01, clipnorm=1.0)\n"
-                    f"def make_clipped_optimizer():\n    {body}\n")
+    ns = namespace(PRELUDE, "SHARED = keras.optimizers.SGD(learning_rate=0.01, clipnorm=1.0)\n"
+                            f"def make_clipped_optimizer():\n    {body}\n")
     failed = {}
     for name in Q2_TESTS:
         if name in unchecked:
             continue
-        message = _run(tests[name][3], ns)
+        message = run_test(tests[name][3], ns)
         if message is not None:
             failed[name] = message
     assert set(failed) == must_fail, f"{variant}: failed {sorted(failed)}, expected {sorted(must_fail)}: {failed}"
@@ -318,25 +250,11 @@ def test_q2_variants_fail_the_right_tests(master, variant):
 
 # --------------------------------------------------------------------------- otter end to end
 
-def _otter(*args, cwd):
-    proc = subprocess.run([sys.executable, "-m", "otter", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=900)
-    assert proc.returncode == 0, f"otter {args[0]} exited {proc.returncode}:\n{(proc.stdout + proc.stderr)[-4000:]}"
-    return proc
-
-
-def _grade(zip_path: Path, notebook: Path, out: Path) -> dict:
-    out.mkdir()
-    _otter("run", "-a", str(zip_path), "-o", str(out), "--no-logo", str(notebook), cwd=out)
-    results = json.loads((out / "results.json").read_text())
-    return {t["name"]: t for t in results["tests"]}
-
-
 def test_otter_assign_and_run_end_to_end(tmp_path):
     from gradkit.scan import scan_release
 
     result = tmp_path / "dist"
-    _otter("assign", str(MASTER), str(result), cwd=tmp_path)  # its own test run needs full marks
+    otter("assign", str(MASTER), str(result), cwd=tmp_path, timeout=OTTER_TIMEOUT)  # its own test run needs full marks
     (zip_path,) = (result / "autograder").glob("*.zip")
     student_nb = result / "student" / f"{NAME}.ipynb"
 
@@ -345,14 +263,14 @@ def test_otter_assign_and_run_end_to_end(tmp_path):
     leaks = scan_release(result / "student", MASTER)
     assert not leaks, "student release leaks:\n" + "\n".join(map(str, leaks))
 
-    solved = _grade(zip_path, result / "autograder" / f"{NAME}.ipynb", tmp_path / "solution")
+    solved = grade(zip_path, result / "autograder" / f"{NAME}.ipynb", tmp_path / "solution", timeout=OTTER_TIMEOUT)
     for q in ("q1", "q2"):
         assert solved[q]["score"] == solved[q]["max_score"] == POINTS[q], solved[q]
     assert solved["Public Tests"]["status"] == "passed"
 
-    blank = _grade(zip_path, student_nb, tmp_path / "student")
+    blank = grade(zip_path, student_nb, tmp_path / "student", timeout=OTTER_TIMEOUT)
     for q in ("q1", "q2"):
         assert blank[q]["score"] == 0 and blank[q]["max_score"] == POINTS[q], blank[q]
         assert "✅" not in blank[q]["output"], f"a test of {q} passes on the blank notebook:\n{blank[q]['output']}"
         assert blank[q]["output"].count("❌") == sum(
-            1 for (qq, _, _, _) in _master_parts()[2].values() if qq == q), blank[q]["output"]
+            1 for (qq, _, _, _) in master_parts(MASTER)[2].values() if qq == q), blank[q]["output"]

@@ -14,109 +14,40 @@
 from __future__ import annotations
 
 import inspect
-import json
 import math
 import re
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import nbformat
 import numpy as np
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-MASTER = ROOT / "solutions" / "a2_init" / "a2_init.ipynb"
+from _masters import compiled_tests, grade, master_parts, master_path, namespace, otter, run_test
+
 NAME = "a2_init"
+MASTER = master_path(NAME)
 POINTS = {"q1": 2, "q2": 2, "q3": 1, "q4": 5, "q5": 4, "q6": 2, "q7": 2}
 MANUAL = {"q2", "q6", "q7"}
 PRELUDE = "import math\nimport functools\nimport numpy as np\nimport keras\nfrom keras import ops\n"
-
-
-# --------------------------------------------------------------------------- master parsing
-
-def _master_parts():
-    """({question: config}, {question: solution source}, {test name: (question, hidden, points, source)})."""
-    nb = nbformat.read(str(MASTER), as_version=4)
-    configs, solutions, tests = {}, {}, {}
-    question, block = None, None
-    for cell in nb.cells:
-        src = cell.source
-        first = src.strip().splitlines()[0] if src.strip() else ""
-        if cell.cell_type == "raw":
-            if first.startswith("# BEGIN QUESTION"):
-                cfg = yaml.safe_load("\n".join(src.strip().splitlines()[1:]))
-                question = cfg["name"]
-                configs[question] = cfg
-            elif first.startswith("# BEGIN SOLUTION"):
-                block = "solution"
-            elif first.startswith("# BEGIN TESTS"):
-                block = "tests"
-            elif first.startswith(("# END SOLUTION", "# END TESTS")):
-                block = None
-            elif first.startswith("# END QUESTION"):
-                question = None
-            continue
-        if question is None or cell.cell_type not in ("code", "markdown"):
-            continue
-        if cell.cell_type == "markdown":  # a written answer
-            if block == "solution":
-                solutions[question] = solutions.get(question, "") + src + "\n"
-            continue
-        if block == "solution":
-            solutions[question] = solutions.get(question, "") + src + "\n"
-        elif block == "tests":
-            name = re.search(r"^def (\w+)\(", src, re.M).group(1)
-            conf = re.match(r'""" # BEGIN TEST CONFIG\n(.*?)\n""" # END TEST CONFIG\n', src, re.S)
-            conf = yaml.safe_load(conf.group(1)) if conf else {}
-            tests[name] = (question, bool(conf.get("hidden", False)), conf.get("points"), src)
-    return configs, solutions, tests
-
-
-def _test_function(src: str):
-    """The test function of a test cell, without the cell's own call line."""
-    body = "\n".join(ln for ln in src.splitlines() if not re.match(r"^\w+\(.*\)\s*$", ln))
-    ns: dict = {}
-    exec(compile(body, "<test cell>", "exec"), ns)
-    (fn,) = [v for k, v in ns.items() if k.startswith("test_") and callable(v)]
-    return fn
-
-
-def _namespace(source: str) -> dict:
-    ns: dict = {}
-    exec(compile(PRELUDE + source, "<student code>", "exec"), ns)
-    return ns
+OTTER_TIMEOUT = 1200
 
 
 @pytest.fixture(scope="module")
 def master():
-    configs, solutions, tests = _master_parts()
+    configs, solutions, tests = master_parts(MASTER, markdown_answers=True)
     source = "".join(solutions[q] for q in ("q1", "q3", "q4", "q5"))
-    fns = {name: (q, hidden, points, _test_function(src)) for name, (q, hidden, points, src) in tests.items()}
-    return source, fns
-
-
-def _run(test_fn, ns: dict):
-    """None when the test passes, else the AssertionError's message. Other exceptions propagate."""
-    args = [ns.get(p) for p in inspect.signature(test_fn).parameters]
-    try:
-        test_fn(*args)
-    except AssertionError as exc:
-        return str(exc) or "AssertionError"
-    return None
+    return source, compiled_tests(tests)
 
 
 def _with(source: str, replacement: str) -> dict:
     """The solution namespace with some functions redefined (a student's variant)."""
-    return _namespace(source + "\n" + replacement)
+    return namespace(PRELUDE, source + "\n" + replacement)
 
 
 # --------------------------------------------------------------------------- layout and config
 
 def test_master_layout():
-    configs, solutions, tests = _master_parts()
+    configs, solutions, tests = master_parts(MASTER, markdown_answers=True)
     assert {q: c.get("points") for q, c in configs.items()} == POINTS
     assert {q for q, c in configs.items() if c.get("manual")} == MANUAL
     assert set(solutions) == set(POINTS), "every question (manual ones: a markdown answer) has a solution"
@@ -136,7 +67,7 @@ def test_grading_section_complete():
     from gradkit.config import tolerances
 
     tol = tolerances(NAME)
-    _, _, tests = _master_parts()
+    _, _, tests = master_parts(MASTER, markdown_answers=True)
     used = set()
     for _, _, _, src in tests.values():
         used |= set(re.findall(r"""tol\[\s*["'](\w+)["']\s*\]""", src))
@@ -193,11 +124,11 @@ def test_bounds_follow_their_derivations():
 @pytest.mark.backends
 def test_solution_passes_every_test_within_budget(master):
     source, tests = master
-    ns = _namespace(source)
+    ns = namespace(PRELUDE, source)
     times = {}
     for name, (_, hidden, _, fn) in tests.items():
         t0 = time.perf_counter()
-        message = _run(fn, ns)
+        message = run_test(fn, ns)
         times[name] = (hidden, time.perf_counter() - t0)
         assert message is None, f"{name} fails on the solution: {message}"
     hidden_total = sum(t for h, t in times.values() if h)
@@ -392,7 +323,7 @@ def test_initializer_variants_fail_the_right_tests(master, variant):
         names = {n for n in names if changed & set(inspect.signature(tests[n][3]).parameters)}
     failed = {}
     for name in sorted(names):
-        message = _run(tests[name][3], ns)
+        message = run_test(tests[name][3], ns)
         if message is not None:
             failed[name] = message
     assert set(failed) == must_fail, f"{variant}: failed {sorted(failed)}, expected {sorted(must_fail)}: {failed}"
@@ -404,11 +335,11 @@ def test_public_tests_catch_the_blank_and_the_ignored_seed(master):
     source, tests = master
     blank = _with(source, INIT_VARIANTS["blank_stubs"][0] + "\ndef activation_std(model, x):\n    ...\n")
     for name in ("test_fans_public", "test_glorot_public", "test_he_public", "test_activation_std_public"):
-        assert "returned None" in _run(tests[name][3], blank), name
+        assert "returned None" in run_test(tests[name][3], blank), name
     ignored = _with(source, INIT_VARIANTS["seed_ignored"][0])
-    assert "pass seed=seed" in _run(tests["test_he_public"][3], ignored)
+    assert "pass seed=seed" in run_test(tests["test_he_public"][3], ignored)
     swapped = _with(source, INIT_VARIANTS["fans_swapped"][0])
-    assert "swapped" in _run(tests["test_fans_public"][3], swapped)
+    assert "swapped" in run_test(tests["test_fans_public"][3], swapped)
 
 
 # --------------------------------------------------------------------------- wrong answers, q1
@@ -469,32 +400,18 @@ def test_activation_std_variants_fail_the_right_tests(master, variant):
     source, tests = master
     replacement, must_fail = STD_VARIANTS[variant]
     ns = _with(source, replacement)
-    failed = {name: m for name in STD_TESTS if (m := _run(tests[name][3], ns)) is not None}
+    failed = {name: m for name in STD_TESTS if (m := run_test(tests[name][3], ns)) is not None}
     assert set(failed) == must_fail, f"{variant}: failed {sorted(failed)}, expected {sorted(must_fail)}: {failed}"
 
 
 # --------------------------------------------------------------------------- otter end to end
-
-def _otter(*args, cwd):
-    proc = subprocess.run([sys.executable, "-m", "otter", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=1200)
-    assert proc.returncode == 0, f"otter {args[0]} exited {proc.returncode}:\n{(proc.stdout + proc.stderr)[-4000:]}"
-    return proc
-
-
-def _grade(zip_path: Path, notebook: Path, out: Path) -> dict:
-    out.mkdir()
-    _otter("run", "-a", str(zip_path), "-o", str(out), "--no-logo", str(notebook), cwd=out)
-    results = json.loads((out / "results.json").read_text())
-    return {t["name"]: t for t in results["tests"]}
-
 
 def test_otter_assign_and_run_end_to_end(tmp_path):
     from gradkit.scan import scan_release
 
     result = tmp_path / "dist"
     t0 = time.perf_counter()
-    _otter("assign", str(MASTER), str(result), cwd=tmp_path)  # its own test run needs full marks
+    otter("assign", str(MASTER), str(result), cwd=tmp_path, timeout=OTTER_TIMEOUT)  # its own test run needs full marks
     (zip_path,) = (result / "autograder").glob("*.zip")
     student_nb = result / "student" / f"{NAME}.ipynb"
 
@@ -505,14 +422,14 @@ def test_otter_assign_and_run_end_to_end(tmp_path):
     assert not leaks, "student release leaks:\n" + "\n".join(map(str, leaks))
 
     auto = [q for q in POINTS if q not in MANUAL]
-    solved = _grade(zip_path, result / "autograder" / f"{NAME}.ipynb", tmp_path / "solution")
+    solved = grade(zip_path, result / "autograder" / f"{NAME}.ipynb", tmp_path / "solution", timeout=OTTER_TIMEOUT)
     for q in auto:
         assert solved[q]["score"] == solved[q]["max_score"] == POINTS[q], solved[q]
     assert solved["Public Tests"]["status"] == "passed"
     assert not MANUAL & set(solved)  # manual questions are graded by hand, not in results.json
 
-    blank = _grade(zip_path, student_nb, tmp_path / "student")
-    cases = _master_parts()[2]
+    blank = grade(zip_path, student_nb, tmp_path / "student", timeout=OTTER_TIMEOUT)
+    cases = master_parts(MASTER, markdown_answers=True)[2]
     for q in auto:
         assert blank[q]["score"] == 0 and blank[q]["max_score"] == POINTS[q], blank[q]
         assert "✅" not in blank[q]["output"], f"a test of {q} passes on the blank notebook:\n{blank[q]['output']}"

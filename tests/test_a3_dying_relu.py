@@ -14,21 +14,17 @@
 """
 from __future__ import annotations
 
-import inspect
-import json
 import re
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import nbformat
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from _masters import compiled_tests, grade_timed, master_parts, master_path, namespace, otter, run_test
+
 NAME = "a3_dying_relu"
-MASTER = ROOT / "solutions" / NAME / f"{NAME}.ipynb"
+MASTER = master_path(NAME)
 POINTS = {"q1": 3, "q2": 3, "q3": 2, "q4": 4}  # auto-graded questions
 MANUAL = {"q5": 2, "q6": 2}
 #: What the student notebook defines before the questions (the master's set-up cell).
@@ -45,74 +41,13 @@ GRID = np.linspace(*LU_INTERVAL, DEFAULT_GRID_POINTS)
 TARGET = "abs"
 TARGET_RANGE = float(np.ptp(lu_target(TARGET, GRID)))
 """
-
-
-# --------------------------------------------------------------------------- master parsing
-
-def _parse_master():
-    """(question configs, solution source per question, {test name: (question, hidden, points, source)})."""
-    nb = nbformat.read(str(MASTER), as_version=4)
-    configs, solutions, tests = {}, {}, {}
-    question = block = None
-    for cell in nb.cells:
-        src = cell.source
-        head = src.strip().splitlines()[0] if src.strip() else ""
-        if cell.cell_type == "raw":
-            if head.startswith("# BEGIN QUESTION"):
-                cfg = yaml.safe_load("\n".join(src.strip().splitlines()[1:]))
-                question = cfg["name"]
-                configs[question] = cfg
-            elif head.startswith("# BEGIN SOLUTION"):
-                block = "solution"
-            elif head.startswith("# BEGIN TESTS"):
-                block = "tests"
-            elif head.startswith(("# END SOLUTION", "# END TESTS")):
-                block = None
-            elif head.startswith("# END QUESTION"):
-                question = None
-            continue
-        if cell.cell_type != "code" or question is None:
-            continue
-        if block == "solution":
-            solutions[question] = solutions.get(question, "") + src + "\n"
-        elif block == "tests":
-            name = re.search(r"^def (\w+)\(", src, re.M).group(1)
-            m = re.match(r'""" # BEGIN TEST CONFIG\n(.*?)\n""" # END TEST CONFIG\n', src, re.S)
-            conf = yaml.safe_load(m.group(1)) if m else {}
-            tests[name] = (question, bool(conf.get("hidden", False)), conf.get("points"), src)
-    return configs, solutions, tests
-
-
-def _test_function(src: str):
-    """The test function defined in a test cell (the cell's call line is dropped)."""
-    body = "\n".join(line for line in src.splitlines() if not re.match(r"^\w+\(.*\)\s*$", line))
-    ns: dict = {}
-    exec(compile(body, "<test cell>", "exec"), ns)
-    (fn,) = [v for k, v in ns.items() if k.startswith("test_") and callable(v)]
-    return fn
-
-
-def _namespace(*sources: str) -> dict:
-    ns: dict = {}
-    exec(compile(PRELUDE + "\n".join(sources), "<student code>", "exec"), ns)
-    return ns
-
-
-def _run(test_fn, ns: dict):
-    """None if the test passes, else the AssertionError's message; other exceptions propagate."""
-    args = [ns.get(p) for p in inspect.signature(test_fn).parameters]
-    try:
-        test_fn(*args)
-    except AssertionError as exc:
-        return str(exc) or "AssertionError"
-    return None
+OTTER_TIMEOUT = 1800
 
 
 @pytest.fixture(scope="module")
 def master():
-    configs, solutions, tests = _parse_master()
-    fns = {name: (q, hidden, points, _test_function(src)) for name, (q, hidden, points, src) in tests.items()}
-    return configs, solutions, fns
+    configs, solutions, tests = master_parts(MASTER)
+    return configs, solutions, compiled_tests(tests)
 
 
 def _tests_of(fns, question, hidden=None):
@@ -122,7 +57,7 @@ def _tests_of(fns, question, hidden=None):
 # --------------------------------------------------------------------------- layout and config
 
 def test_master_layout():
-    configs, solutions, tests = _parse_master()
+    configs, solutions, tests = master_parts(MASTER)
     assert {q: c.get("points") for q, c in configs.items()} == {**POINTS, **MANUAL}
     assert all(configs[q].get("manual") is True for q in MANUAL)
     assert set(solutions) == set(POINTS)
@@ -153,7 +88,7 @@ def test_grading_section_complete_and_consistent():
 
     tol = tolerances(NAME)
     used = set()
-    for _, _, _, src in _parse_master()[2].values():
+    for _, _, _, src in master_parts(MASTER)[2].values():
         used |= set(re.findall(r"""tol\[\s*["'](\w+)["']\s*\]""", src))
     assert used <= set(tol), f"keys missing in grading.yml: {sorted(used - set(tol))}"
     assert set(tol) <= used, f"unused keys in grading.yml: {sorted(set(tol) - used)}"
@@ -183,12 +118,12 @@ FAST = ("q1", "q2", "q3")
 @pytest.mark.backends
 def test_solution_passes_fast_tests_within_budget(master):
     _, solutions, fns = master
-    ns = _namespace(*(solutions[q] for q in FAST))
+    ns = namespace(PRELUDE, *(solutions[q] for q in FAST))
     times = {}
     for q in FAST:
         for name in _tests_of(fns, q):
             t0 = time.perf_counter()
-            message = _run(fns[name][3], ns)
+            message = run_test(fns[name][3], ns)
             times[name] = time.perf_counter() - t0
             assert message is None, f"{name} fails on the solution: {message}"
     print({k: round(v, 2) for k, v in times.items()})
@@ -258,8 +193,8 @@ def leaky_relu(x, negative_slope=0.01):
 def test_q1_variants_fail_the_right_tests(master, variant):
     _, _, fns = master
     source, must_fail = LEAKY_VARIANTS[variant]
-    ns = _namespace(source)
-    failed = {n: m for n in _tests_of(fns, "q1") if (m := _run(fns[n][3], ns)) is not None}
+    ns = namespace(PRELUDE, source)
+    failed = {n: m for n in _tests_of(fns, "q1") if (m := run_test(fns[n][3], ns)) is not None}
     assert set(failed) == must_fail, f"{variant}: failed {sorted(failed)}, expected {sorted(must_fail)}: {failed}"
     if variant == "hard_coded_slope":
         assert "hard-coded" in failed["test_leaky_relu_values"]
@@ -319,8 +254,8 @@ def is_collapsed(model_outputs, target_range, rtol=RTOL):
 def test_q2_variants_fail_the_right_tests(master, variant):
     _, _, fns = master
     source, must_fail = DETECTOR_VARIANTS[variant]
-    ns = _namespace(source)
-    failed = {n: m for n in _tests_of(fns, "q2") if (m := _run(fns[n][3], ns)) is not None}
+    ns = namespace(PRELUDE, source)
+    failed = {n: m for n in _tests_of(fns, "q2") if (m := run_test(fns[n][3], ns)) is not None}
     assert set(failed) == must_fail, f"{variant}: failed {sorted(failed)}, expected {sorted(must_fail)}: {failed}"
     if variant == "members_axis":
         assert "axis 0" in failed["test_is_collapsed_axis"]
@@ -341,8 +276,8 @@ DEAD_VARIANTS = {
 def test_q3_variants_fail_the_right_tests(master, variant):
     _, _, fns = master
     body, must_fail = DEAD_VARIANTS[variant]
-    ns = _namespace(f"def prob_dead_at_point(width, depth):\n    {body}\n")
-    failed = {n: m for n in _tests_of(fns, "q3") if (m := _run(fns[n][3], ns)) is not None}
+    ns = namespace(PRELUDE, f"def prob_dead_at_point(width, depth):\n    {body}\n")
+    failed = {n: m for n in _tests_of(fns, "q3") if (m := run_test(fns[n][3], ns)) is not None}
     assert set(failed) == must_fail, f"{variant}: failed {sorted(failed)}, expected {sorted(must_fail)}: {failed}"
 
 
@@ -391,29 +326,13 @@ def run_study(activation, members=1000, *, epochs=10, seed=0, confidence=0.95, p
 def test_q4_variants_fail_the_right_tests(master, variant):
     _, solutions, fns = master
     source, must_fail = RUN_STUDY_VARIANTS[variant]
-    ns = _namespace(solutions["q1"], solutions["q2"], source)
+    ns = namespace(PRELUDE, solutions["q1"], solutions["q2"], source)
     names = [n for n in _tests_of(fns, "q4") if variant != "ignores_epochs" or n == "test_run_study_leaky"]
-    failed = {n: m for n in names if (m := _run(fns[n][3], ns)) is not None}
+    failed = {n: m for n in names if (m := run_test(fns[n][3], ns)) is not None}
     assert set(failed) == must_fail & set(names), f"{variant}: failed {sorted(failed)}: {failed}"
 
 
 # --------------------------------------------------------------------------- otter end to end
-
-def _otter(*args, cwd):
-    proc = subprocess.run([sys.executable, "-m", "otter", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=1800)
-    assert proc.returncode == 0, f"otter {args[0]} exited {proc.returncode}:\n{(proc.stdout + proc.stderr)[-4000:]}"
-    return proc
-
-
-def _grade(zip_path: Path, notebook: Path, out: Path) -> tuple[dict, float]:
-    out.mkdir()
-    t0 = time.perf_counter()
-    _otter("run", "-a", str(zip_path), "-o", str(out), "--no-logo", str(notebook), cwd=out)
-    seconds = time.perf_counter() - t0
-    results = json.loads((out / "results.json").read_text())
-    return {t["name"]: t for t in results["tests"]}, seconds
-
 
 def test_otter_assign_and_run_end_to_end(tmp_path):
     """Solution: full marks (q1-q4, every case, q4 included: its hidden tests run the real study).
@@ -422,7 +341,7 @@ def test_otter_assign_and_run_end_to_end(tmp_path):
 
     result = tmp_path / "dist"
     # --no-run-tests: the solution is graded below with the same zip through `otter run`.
-    _otter("assign", "--no-run-tests", str(MASTER), str(result), cwd=tmp_path)
+    otter("assign", "--no-run-tests", str(MASTER), str(result), cwd=tmp_path, timeout=OTTER_TIMEOUT)
     (zip_path,) = (result / "autograder").glob("*.zip")
     student_nb = result / "student" / f"{NAME}.ipynb"
     text = student_nb.read_text()
@@ -430,15 +349,16 @@ def test_otter_assign_and_run_end_to_end(tmp_path):
     leaks = scan_release(result / "student", MASTER)
     assert not leaks, "student release leaks:\n" + "\n".join(map(str, leaks))
 
-    tests = _parse_master()[2]
+    tests = master_parts(MASTER)[2]
     n_cases = {q: sum(1 for (qq, _, _, _) in tests.values() if qq == q) for q in POINTS}
 
-    solved, t_solution = _grade(zip_path, result / "autograder" / f"{NAME}.ipynb", tmp_path / "solution")
+    solved, t_solution = grade_timed(zip_path, result / "autograder" / f"{NAME}.ipynb", tmp_path / "solution",
+                                      timeout=OTTER_TIMEOUT)
     for q, pts in POINTS.items():
         assert solved[q]["score"] == solved[q]["max_score"] == pts, solved[q]
     assert set(solved) == set(POINTS) | {"Public Tests"}, sorted(solved)  # manual questions are not auto-graded
 
-    blank, t_student = _grade(zip_path, student_nb, tmp_path / "student")
+    blank, t_student = grade_timed(zip_path, student_nb, tmp_path / "student", timeout=OTTER_TIMEOUT)
     for q, pts in POINTS.items():
         assert blank[q]["score"] == 0 and blank[q]["max_score"] == pts, blank[q]
         assert "✅" not in blank[q]["output"], f"a test of {q} passes on the blank notebook:\n{blank[q]['output']}"

@@ -10,64 +10,24 @@
 """
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-import nbformat
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-MASTER = ROOT / "solutions" / "a4_resnet" / "a4_resnet.ipynb"
+from _masters import compiled_tests, grade, master_parts, master_path, otter, setup_source
+
 NAME = "a4_resnet"
+MASTER = master_path(NAME)
+QUIET = {"TF_CPP_MIN_LOG_LEVEL": "3"}  # otter's environment: TensorFlow's log lines stay out of the outputs
 
 
 # --------------------------------------------------------------------------- master parsing
 
 def _master_parts():
     """(setup source, {question: solution source}, {test name: (question, hidden, source)})."""
-    nb = nbformat.read(str(MASTER), as_version=4)
-    setup, solutions, tests = None, {}, {}
-    question, block = None, None
-    for cell in nb.cells:
-        src = cell.source
-        first = src.strip().splitlines()[0] if src.strip() else ""
-        if cell.cell_type == "raw":
-            if first.startswith("# BEGIN QUESTION"):
-                question = re.search(r"^name:\s*(\S+)", src, re.M).group(1)
-            elif first.startswith("# BEGIN SOLUTION"):
-                block = "solution"
-            elif first.startswith("# BEGIN TESTS"):
-                block = "tests"
-            elif first.startswith(("# END SOLUTION", "# END TESTS")):
-                block = None
-            elif first.startswith("# END QUESTION"):
-                question = None
-            continue
-        if cell.cell_type != "code":
-            continue
-        if block == "solution":
-            solutions[question] = src
-        elif block == "tests":
-            name = re.search(r"^def (\w+)\(", src, re.M).group(1)
-            hidden = bool(re.search(r"^hidden:\s*true", src, re.M))
-            tests[name] = (question, hidden, src)
-        elif setup is None and "from gradkit import" in src:
-            setup = src
-    return setup, solutions, tests
-
-
-def _test_function(src: str):
-    """The test function of a test cell, without running the cell's own call."""
-    body = "\n".join(ln for ln in src.splitlines() if not re.match(r"^\w+\(.*\)\s*$", ln))
-    ns: dict = {}
-    exec(compile(body, "<test cell>", "exec"), ns)
-    (fn,) = [v for k, v in ns.items() if k.startswith("test_") and callable(v)]
-    return fn
+    _, solutions, tests = master_parts(MASTER)
+    return setup_source(MASTER), solutions, {name: (q, hidden, src) for name, (q, hidden, _, src) in tests.items()}
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +37,7 @@ def master():
     exec(compile(setup, "<setup>", "exec"), ns)
     for q in ("q1", "q2"):
         exec(compile(solutions[q], f"<{q}>", "exec"), ns)
-    return ns, {name: (q, hidden, _test_function(src)) for name, (q, hidden, src) in tests.items()}
+    return ns, compiled_tests(tests)
 
 
 def test_master_layout():
@@ -238,24 +198,10 @@ def test_q2_expensive_tests_fail_fast_on_blank(master):
 
 # --------------------------------------------------------------------------- end to end
 
-def _otter(*args, cwd):
-    proc = subprocess.run([sys.executable, "-m", "otter", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    assert proc.returncode == 0, f"otter {args[0]} exited {proc.returncode}:\n{(proc.stdout + proc.stderr)[-4000:]}"
-    return proc
-
-
-def _run(notebook: Path, zip_path: Path, out: Path) -> dict:
-    out.mkdir()
-    _otter("run", "-a", str(zip_path), "-o", str(out), "--no-logo", str(notebook), cwd=out)
-    results = json.loads((out / "results.json").read_text())
-    return {t["name"]: t for t in results["tests"] if "max_score" in t}
-
-
 def test_otter_assign_and_run_end_to_end(tmp_path):
     result = tmp_path / "dist"
     t0 = time.time()
-    _otter("assign", "--no-run-tests", str(MASTER), str(result), cwd=MASTER.parent)
+    otter("assign", "--no-run-tests", str(MASTER), str(result), cwd=MASTER.parent, extra_env=QUIET)
     (zip_path,) = (result / "autograder").glob(f"{NAME}-autograder_*.zip")
     student = result / "student" / f"{NAME}.ipynb"
     solution = result / "autograder" / f"{NAME}.ipynb"
@@ -267,14 +213,14 @@ def test_otter_assign_and_run_end_to_end(tmp_path):
         assert secret not in text, secret
 
     t1 = time.time()
-    sol = _run(solution, zip_path, tmp_path / "sol")
+    sol = grade(zip_path, solution, tmp_path / "sol", scored_only=True, extra_env=QUIET)
     t2 = time.time()
     assert {"q1", "q2"} <= set(sol)
     for q, entry in sol.items():
         assert entry["score"] == entry["max_score"] > 0, f"solution lost points on {q}:\n{entry.get('output')}"
     assert sum(e["max_score"] for e in sol.values()) == 12
 
-    blank = _run(student, zip_path, tmp_path / "stu")
+    blank = grade(zip_path, student, tmp_path / "stu", scored_only=True, extra_env=QUIET)
     t3 = time.time()
     assert set(blank) == set(sol)
     _, _, tests = _master_parts()
