@@ -175,3 +175,13 @@ def grade_timed(zip_path: Path, notebook: Path, out: Path, *, scored_only: bool 
 def grade(zip_path: Path, notebook: Path, out: Path, *, scored_only: bool = False, **otter_kwargs) -> dict:
     """:func:`grade_timed` without the time: {test name: results.json entry}."""
     return grade_timed(zip_path, notebook, out, scored_only=scored_only, **otter_kwargs)[0]
+
+
+def assert_question_cases(tests: dict, points: dict) -> None:
+    """Each autograded question has a public test, its public tests carry no points,
+    and its hidden tests' points add up to the question's (``points``: question -> points)."""
+    for q, total in points.items():
+        cases = [(hidden, p) for (qq, hidden, p, _) in tests.values() if qq == q]
+        assert any(not h for h, _ in cases), f"{q}: needs a public test"
+        assert all(p == 0 for h, p in cases if not h), f"{q}: public tests carry no points"
+        assert sum(p for h, p in cases if h) == total, f"{q}: hidden points must add up to {total}"

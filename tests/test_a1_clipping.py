@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from _masters import compiled_tests, grade, master_parts, master_path, namespace, otter, run_test
+from _masters import assert_question_cases, compiled_tests, grade, master_parts, master_path, namespace, otter, run_test
 
 NAME = "a1_clipping"
 MASTER = master_path(NAME)
@@ -40,11 +40,7 @@ def test_master_layout():
     assert {q: c.get("points") for q, c in configs.items()} == POINTS
     assert configs["q3"].get("manual") is True
     assert set(solutions) == {"q1", "q2"}  # q3's solution is a markdown answer
-    for q in ("q1", "q2"):
-        cases = [(hidden, points) for (qq, hidden, points, _) in tests.values() if qq == q]
-        assert sum(p for h, p in cases if h) == POINTS[q], f"{q}: hidden points must add up to the question's"
-        assert all(p == 0 for h, p in cases if not h), f"{q}: public tests carry no points"
-        assert any(not h for h, _ in cases), f"{q}: needs a public test"
+    assert_question_cases(tests, {q: POINTS[q] for q in ("q1", "q2")})
     for name, (_, hidden, _, src) in tests.items():
         assert 'tolerances("a1_clipping")' in src or not hidden, f"{name}: bounds must come from grading.yml"
         for line in src.splitlines():  # every import inside the test function (field guide section 1)

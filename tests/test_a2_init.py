@@ -22,7 +22,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from _masters import compiled_tests, grade, master_parts, master_path, namespace, otter, run_test
+from _masters import assert_question_cases, compiled_tests, grade, master_parts, master_path, namespace, otter, run_test
 
 NAME = "a2_init"
 MASTER = master_path(NAME)
@@ -51,11 +51,7 @@ def test_master_layout():
     assert {q: c.get("points") for q, c in configs.items()} == POINTS
     assert {q for q, c in configs.items() if c.get("manual")} == MANUAL
     assert set(solutions) == set(POINTS), "every question (manual ones: a markdown answer) has a solution"
-    for q in set(POINTS) - MANUAL:
-        cases = [(hidden, points) for (qq, hidden, points, _) in tests.values() if qq == q]
-        assert sum(p for h, p in cases if h) == POINTS[q], f"{q}: hidden points must add up to the question's"
-        assert all(p == 0 for h, p in cases if not h), f"{q}: public tests carry no points"
-        assert any(not h for h, _ in cases), f"{q}: needs a public test"
+    assert_question_cases(tests, {q: POINTS[q] for q in set(POINTS) - MANUAL})
     for name, (_, hidden, _, src) in tests.items():
         assert 'tolerances("a2_init")' in src or not hidden, f"{name}: bounds must come from grading.yml"
         for line in src.splitlines():  # every import inside the test function (field guide section 1)

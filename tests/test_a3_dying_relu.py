@@ -21,7 +21,7 @@ import nbformat
 import pytest
 import yaml
 
-from _masters import compiled_tests, grade_timed, master_parts, master_path, namespace, otter, run_test
+from _masters import assert_question_cases, compiled_tests, grade_timed, master_parts, master_path, namespace, otter, run_test
 
 NAME = "a3_dying_relu"
 MASTER = master_path(NAME)
@@ -61,11 +61,7 @@ def test_master_layout():
     assert {q: c.get("points") for q, c in configs.items()} == {**POINTS, **MANUAL}
     assert all(configs[q].get("manual") is True for q in MANUAL)
     assert set(solutions) == set(POINTS)
-    for q in POINTS:
-        cases = [(hidden, points) for (qq, hidden, points, _) in tests.values() if qq == q]
-        assert any(not h for h, _ in cases), f"{q}: needs a public test"
-        assert all(p == 0 for h, p in cases if not h), f"{q}: public tests carry no points"
-        assert sum(p for h, p in cases if h) == POINTS[q], f"{q}: hidden points must add up to {POINTS[q]}"
+    assert_question_cases(tests, POINTS)
     for name, (_, hidden, _, src) in tests.items():
         body = src.split('""" # END TEST CONFIG\n')[-1]
         lines = body.splitlines()
