@@ -142,6 +142,18 @@ def run_test(test_fn, ns: dict):
     return None
 
 
+def failures(tests: dict, names, ns: dict) -> dict:
+    """``{test name: message}`` of the tests in ``names`` (in that order) that fail on ``ns``."""
+    return {n: m for n in names if (m := run_test(tests[n][3], ns)) is not None}
+
+
+def assert_fails_exactly(tests: dict, names, ns: dict, must_fail: set, variant: str) -> dict:
+    """Run ``names`` on ``ns``; exactly ``must_fail`` may fail. Returns the failures' messages."""
+    failed = failures(tests, names, ns)
+    assert set(failed) == must_fail, f"{variant}: failed {sorted(failed)}, expected {sorted(must_fail)}: {failed}"
+    return failed
+
+
 # --------------------------------------------------------------------------- otter end to end
 
 def otter(*args, cwd, timeout: float | None = None, extra_env: dict | None = None):
@@ -185,3 +197,12 @@ def assert_question_cases(tests: dict, points: dict) -> None:
         assert any(not h for h, _ in cases), f"{q}: needs a public test"
         assert all(p == 0 for h, p in cases if not h), f"{q}: public tests carry no points"
         assert sum(p for h, p in cases if h) == total, f"{q}: hidden points must add up to {total}"
+
+
+def assert_hidden_tests_self_contained(tests: dict, name: str) -> None:
+    """Hidden tests read their bounds via ``tolerances("<name>")``, and no test cell imports at
+    module level (imports go inside the test function: field guide section 1)."""
+    for test, (_, hidden, _, src) in tests.items():
+        assert f'tolerances("{name}")' in src or not hidden, f"{test}: bounds must come from grading.yml"
+        for line in src.splitlines():
+            assert not re.match(r"^(import|from)\s", line), f"{test}: module-level import {line!r}"

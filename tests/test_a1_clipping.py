@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from _masters import assert_question_cases, compiled_tests, grade, master_parts, master_path, namespace, otter, run_test
+from _masters import (assert_fails_exactly, assert_hidden_tests_self_contained, assert_question_cases, compiled_tests,
+                      grade, master_parts, master_path, namespace, otter, run_test)
 
 NAME = "a1_clipping"
 MASTER = master_path(NAME)
@@ -41,10 +42,7 @@ def test_master_layout():
     assert configs["q3"].get("manual") is True
     assert set(solutions) == {"q1", "q2"}  # q3's solution is a markdown answer
     assert_question_cases(tests, {q: POINTS[q] for q in ("q1", "q2")})
-    for name, (_, hidden, _, src) in tests.items():
-        assert 'tolerances("a1_clipping")' in src or not hidden, f"{name}: bounds must come from grading.yml"
-        for line in src.splitlines():  # every import inside the test function (field guide section 1)
-            assert not re.match(r"^(import|from)\s", line), f"{name}: module-level import {line!r}"
+    assert_hidden_tests_self_contained(tests, NAME)
 
 
 def test_grading_section_complete():
@@ -162,12 +160,7 @@ def test_q1_global_norm_variants_fail_the_right_tests(master, variant):
     _, tests = master
     source, must_fail = GLOBAL_NORM_VARIANTS[variant]
     ns = namespace(PRELUDE, source)
-    failed = {}
-    for name in NORM_TESTS:
-        message = run_test(tests[name][3], ns)
-        if message is not None:
-            failed[name] = message
-    assert set(failed) == must_fail, f"{variant}: failed {sorted(failed)}, expected {sorted(must_fail)}: {failed}"
+    failed = assert_fails_exactly(tests, NORM_TESTS, ns, must_fail, variant)
     if variant in ("per_tensor_norm", "clips_values_instead"):
         assert "own norm" in failed["test_global_norm_matches_definition"]  # the hint names the mistake
     if variant == "squared_norm":
@@ -232,14 +225,7 @@ def test_q2_variants_fail_the_right_tests(master, variant):
     body, must_fail, unchecked = OPTIMIZER_VARIANTS[variant]
     ns = namespace(PRELUDE, "SHARED = keras.optimizers.SGD(learning_rate=0.01, clipnorm=1.0)\n"
                             f"def make_clipped_optimizer():\n    {body}\n")
-    failed = {}
-    for name in Q2_TESTS:
-        if name in unchecked:
-            continue
-        message = run_test(tests[name][3], ns)
-        if message is not None:
-            failed[name] = message
-    assert set(failed) == must_fail, f"{variant}: failed {sorted(failed)}, expected {sorted(must_fail)}: {failed}"
+    failed = assert_fails_exactly(tests, [n for n in Q2_TESTS if n not in unchecked], ns, must_fail, variant)
     if variant == "no_clipping":
         assert "NaN" in failed["test_optimizer_converges"]
 

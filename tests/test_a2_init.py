@@ -22,7 +22,8 @@ import nbformat
 import numpy as np
 import pytest
 
-from _masters import assert_question_cases, compiled_tests, grade, master_parts, master_path, namespace, otter, run_test
+from _masters import (assert_fails_exactly, assert_hidden_tests_self_contained, assert_question_cases, compiled_tests,
+                      grade, master_parts, master_path, namespace, otter, run_test)
 
 NAME = "a2_init"
 MASTER = master_path(NAME)
@@ -52,10 +53,7 @@ def test_master_layout():
     assert {q for q, c in configs.items() if c.get("manual")} == MANUAL
     assert set(solutions) == set(POINTS), "every question (manual ones: a markdown answer) has a solution"
     assert_question_cases(tests, {q: POINTS[q] for q in set(POINTS) - MANUAL})
-    for name, (_, hidden, _, src) in tests.items():
-        assert 'tolerances("a2_init")' in src or not hidden, f"{name}: bounds must come from grading.yml"
-        for line in src.splitlines():  # every import inside the test function (field guide section 1)
-            assert not re.match(r"^(import|from)\s", line), f"{name}: module-level import {line!r}"
+    assert_hidden_tests_self_contained(tests, NAME)
 
 
 def test_grading_section_complete():
@@ -317,12 +315,7 @@ def test_initializer_variants_fail_the_right_tests(master, variant):
     changed = set(re.findall(r"^def (\w+)\(", replacement, re.M))
     if "fans" not in changed:  # tests that call none of the changed functions pass as on the solution
         names = {n for n in names if changed & set(inspect.signature(tests[n][3]).parameters)}
-    failed = {}
-    for name in sorted(names):
-        message = run_test(tests[name][3], ns)
-        if message is not None:
-            failed[name] = message
-    assert set(failed) == must_fail, f"{variant}: failed {sorted(failed)}, expected {sorted(must_fail)}: {failed}"
+    failed = assert_fails_exactly(tests, sorted(names), ns, must_fail, variant)
     if fragment:
         assert any(fragment in m for m in failed.values()), f"{variant}: no message says {fragment!r}: {failed}"
 
@@ -396,8 +389,7 @@ def test_activation_std_variants_fail_the_right_tests(master, variant):
     source, tests = master
     replacement, must_fail = STD_VARIANTS[variant]
     ns = _with(source, replacement)
-    failed = {name: m for name in STD_TESTS if (m := run_test(tests[name][3], ns)) is not None}
-    assert set(failed) == must_fail, f"{variant}: failed {sorted(failed)}, expected {sorted(must_fail)}: {failed}"
+    assert_fails_exactly(tests, STD_TESTS, ns, must_fail, variant)
 
 
 # --------------------------------------------------------------------------- otter end to end

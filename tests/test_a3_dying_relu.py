@@ -21,7 +21,8 @@ import nbformat
 import pytest
 import yaml
 
-from _masters import assert_question_cases, compiled_tests, grade_timed, master_parts, master_path, namespace, otter, run_test
+from _masters import (assert_fails_exactly, assert_question_cases, compiled_tests, failures,
+                      grade_timed, master_parts, master_path, namespace, otter, run_test)
 
 NAME = "a3_dying_relu"
 MASTER = master_path(NAME)
@@ -190,8 +191,7 @@ def test_q1_variants_fail_the_right_tests(master, variant):
     _, _, fns = master
     source, must_fail = LEAKY_VARIANTS[variant]
     ns = namespace(PRELUDE, source)
-    failed = {n: m for n in _tests_of(fns, "q1") if (m := run_test(fns[n][3], ns)) is not None}
-    assert set(failed) == must_fail, f"{variant}: failed {sorted(failed)}, expected {sorted(must_fail)}: {failed}"
+    failed = assert_fails_exactly(fns, _tests_of(fns, "q1"), ns, must_fail, variant)
     if variant == "hard_coded_slope":
         assert "hard-coded" in failed["test_leaky_relu_values"]
     if variant == "slope_on_positives":
@@ -251,8 +251,7 @@ def test_q2_variants_fail_the_right_tests(master, variant):
     _, _, fns = master
     source, must_fail = DETECTOR_VARIANTS[variant]
     ns = namespace(PRELUDE, source)
-    failed = {n: m for n in _tests_of(fns, "q2") if (m := run_test(fns[n][3], ns)) is not None}
-    assert set(failed) == must_fail, f"{variant}: failed {sorted(failed)}, expected {sorted(must_fail)}: {failed}"
+    failed = assert_fails_exactly(fns, _tests_of(fns, "q2"), ns, must_fail, variant)
     if variant == "members_axis":
         assert "axis 0" in failed["test_is_collapsed_axis"]
 
@@ -273,8 +272,7 @@ def test_q3_variants_fail_the_right_tests(master, variant):
     _, _, fns = master
     body, must_fail = DEAD_VARIANTS[variant]
     ns = namespace(PRELUDE, f"def prob_dead_at_point(width, depth):\n    {body}\n")
-    failed = {n: m for n in _tests_of(fns, "q3") if (m := run_test(fns[n][3], ns)) is not None}
-    assert set(failed) == must_fail, f"{variant}: failed {sorted(failed)}, expected {sorted(must_fail)}: {failed}"
+    assert_fails_exactly(fns, _tests_of(fns, "q3"), ns, must_fail, variant)
 
 
 # --------------------------------------------------------------------------- the study (q4)
@@ -324,7 +322,7 @@ def test_q4_variants_fail_the_right_tests(master, variant):
     source, must_fail = RUN_STUDY_VARIANTS[variant]
     ns = namespace(PRELUDE, solutions["q1"], solutions["q2"], source)
     names = [n for n in _tests_of(fns, "q4") if variant != "ignores_epochs" or n == "test_run_study_leaky"]
-    failed = {n: m for n in names if (m := run_test(fns[n][3], ns)) is not None}
+    failed = failures(fns, names, ns)
     assert set(failed) == must_fail & set(names), f"{variant}: failed {sorted(failed)}: {failed}"
 
 
