@@ -48,3 +48,27 @@ def test_assert_finite():
         assert_finite([1.0, np.nan], "your output")
     with pytest.raises(AssertionError, match="not numeric"):
         assert_finite("abc", "your output")
+
+
+def test_restore_libraries_undoes_monkeypatching_around_student_calls():
+    """A submission replacing numpy.allclose / builtins.abs / keras.ops.mean gets the real ones back
+    before and after each guarded call, so hidden tests compare with real functions."""
+    import builtins
+
+    import numpy
+
+    from gradkit.guard import restore_libraries
+
+    real_allclose, real_abs = numpy.allclose, builtins.abs
+    planted = {"__name__": "__main__"}
+    try:
+        exec("import numpy, builtins\nnumpy.allclose = lambda *a, **k: True\nbuiltins.abs = lambda x: 0", planted)
+        assert numpy.allclose(1, 2) and abs(-3) == 0
+        assert student_call(lambda: numpy.allclose(1.0, 2.0), timeout_s=5) == False  # noqa: E712
+        assert numpy.allclose is real_allclose and abs(-3) == 3
+        exec("def cheat(*a, **k):\n    numpy.isclose = lambda *a, **k: True\n    return 1", planted)
+        student_call(planted["cheat"], timeout_s=5)  # patched during the call: undone after it
+        assert not numpy.isclose(1.0, 2.0)
+        assert restore_libraries() == []
+    finally:
+        numpy.allclose, builtins.abs = real_allclose, real_abs

@@ -13,6 +13,8 @@ or the CLI do not pay for importing Keras.
 """
 from importlib import import_module
 
+from gradkit import guard as _guard  # noqa: F401 - remembers pristine numpy/math/builtins (guard.restore_libraries)
+
 __version__ = "0.1.0"
 
 #: public name -> module that defines it

@@ -4,9 +4,12 @@ It imports no gradkit module: importing the ``gradkit`` package pulls in Keras,
 which a grading child does not need (the student's kernel imports what the
 notebook and the hidden tests import).
 
-``python _gradechild.py run AUTOGRADER SUBMISSION OUTDIR REPORT``
+``python _gradechild.py run AUTOGRADER SUBMISSION OUTDIR REPORT [MANIFEST]``
     Runs the real ``otter run -a AUTOGRADER -o OUTDIR --no-logo SUBMISSION``
     (otter's click command, in this process) and writes REPORT, a JSON object:
+    ``altered`` (hidden-test and support files that no longer match the sha256
+    recorded in MANIFEST, the release's manifest.json, checked in this process,
+    outside the student's kernel, before and after the notebook runs),
     ``exception`` (type, module, message of what otter raised, or null),
     ``catastrophic`` (otter's catastrophic-error text, or null), ``cell_errors``
     (``[{cell, ename, evalue}]`` from the executed notebook; ``cell`` is the
@@ -62,12 +65,57 @@ def _cell_errors(nb) -> list[dict]:
     return out
 
 
-def run(autograder: str, submission: str, outdir: str, report: str) -> int:
+def _altered(expected: dict[str, str]) -> list[str]:
+    """Files of ``expected`` (paths in the grading directory -> sha256) that differ or are gone."""
+    import hashlib
+
+    bad = []
+    for path, digest in expected.items():
+        try:
+            with open(path, "rb") as f:
+                ok = hashlib.sha256(f.read()).hexdigest() == digest
+        except OSError:
+            ok = False
+        if not ok:
+            bad.append(path)
+    return bad
+
+
+def _watch_files(manifest: str, rec: dict) -> None:
+    """Check the release's tests and support files around otter's notebook run.
+
+    otter copies the zip's ``tests/`` to ``tests/`` and ``files/X`` to ``X`` of the submission
+    directory, where the notebook (the student's code) runs and the tests are read; any
+    difference from the manifest's sha256 there, before or after the run, is recorded.
+    """
+    with open(manifest) as f:
+        files = json.load(f)["files"]
+    expected = {(k[len("files/"):] if k.startswith("files/") else k): v for k, v in files.items()
+                if k.startswith(("tests/", "files/"))}
+    from otter.run.run_autograder.runners import python_runner
+
+    original = python_runner.grade_notebook
+
+    def checked_grade_notebook(*args, **kwargs):
+        before = _altered(expected)
+        try:
+            return original(*args, **kwargs)
+        finally:
+            rec["altered"] = sorted(set(before) | set(_altered(expected)))
+
+    python_runner.grade_notebook = checked_grade_notebook
+
+
+def run(autograder: str, submission: str, outdir: str, report: str, manifest: str | None = None) -> int:
     """Grade one submission with ``otter run``; always write ``report``."""
-    rec: dict = {"exception": None, "catastrophic": None, "cell_errors": [], "total": None, "possible": None}
+    rec: dict = {"exception": None, "catastrophic": None, "cell_errors": [], "total": None, "possible": None,
+                 "altered": None}
     code = 0
     try:
         from otter.cli import cli
+
+        if manifest:
+            _watch_files(manifest, rec)
 
         results = cli.main(args=["run", "-a", autograder, "-o", outdir, "--no-logo", submission],
                            prog_name="otter", standalone_mode=False)
@@ -91,7 +139,7 @@ def main(argv: list[str]) -> int:
         except BaseException as exc:  # noqa: BLE001
             print(json.dumps({"backend": "unknown", "device": f"unknown (probe failed: {type(exc).__name__}: {exc})"}))
         return 0
-    if argv[:1] == ["run"] and len(argv) == 5:
+    if argv[:1] == ["run"] and len(argv) in (5, 6):
         return run(*argv[1:])
     print(__doc__, file=sys.stderr)
     return 2

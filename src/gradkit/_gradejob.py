@@ -43,6 +43,7 @@ CHILD = Path(__file__).with_name("_gradechild.py")
 # Run the child as a script without importing the gradkit package (which imports Keras).
 _BOOT = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
 _SUSPICIOUS_MEMBER = re.compile(r"^(tests|gradkit)/|(^|/)grading\.ya?ml$|\.(py|pth)$")
+_TIMEOUT_TEXT = re.compile(r"timeout after [0-9.]+ s(?: in [\w .'()-]+?)?(?=[\n;:,]|$)", re.M)
 _OOM_TEXT = re.compile(r"MemoryError|std::bad_alloc|Cannot allocate memory|out of memory|OOM", re.IGNORECASE)
 
 
@@ -138,7 +139,7 @@ class Job:
     """``otter run`` of one prepared submission in a child process with limits."""
 
     def __init__(self, autograder: Path, prepared: Prepared, workdir: Path, log: Path,
-                 timeout_s: float | None, memory_mb: int | None):
+                 timeout_s: float | None, memory_mb: int | None, manifest: Path | None = None):
         self.workdir, self.log_path = workdir, log
         self.report = workdir / "child.json"
         self.outdir = workdir / "out"
@@ -152,7 +153,8 @@ class Job:
         self.timed_out = False
         self.proc = subprocess.Popen(
             child_command("run", str(Path(autograder).resolve()), str(prepared.notebook.resolve()),
-                          str(self.outdir.resolve()), str(self.report.resolve())),
+                          str(self.outdir.resolve()), str(self.report.resolve()),
+                          *([str(Path(manifest).resolve())] if manifest else [])),
             cwd=workdir, env=env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, preexec_fn=_limit_memory(memory_mb))
         self._seen: dict[int, psutil.Process] = {}
@@ -275,6 +277,9 @@ def classify(job: Job, prepared: Prepared, questions: dict[str, float], *,
         if kind == "OtterRuntimeError":
             return "ungradable", f"otter: {msg}", zero, None
         return "ungradable", f"{kind}: {msg}", zero, None
+    if rep.get("altered"):
+        files = ", ".join(rep["altered"][:5]) + (f" (+{len(rep['altered']) - 5} more)" if len(rep["altered"]) > 5 else "")
+        return "ungradable", f"hidden tests or support files altered during grading: {files}", zero, None
     errors = rep.get("cell_errors", [])
     names = {e["ename"] for e in errors}
     mem = [e for e in errors if e["ename"] == "MemoryError"]
@@ -293,6 +298,10 @@ def classify(job: Job, prepared: Prepared, questions: dict[str, float], *,
         return "ungradable", (f"results disagree with the release manifest (questions/points {maxes} "
                               f"!= {questions}): tests were altered during grading"), zero, results
     notes = list(prepared.syntax)
+    for t in results.get("tests", []):  # per-test time limits (gradkit.guard) are reasons, not just failures
+        hit = _TIMEOUT_TEXT.search(str(t.get("output") or "")) if "max_score" in t else None
+        if hit and float(t.get("score") or 0) < float(t["max_score"]):
+            notes.append(f"{t['name']}: {hit.group(0)}")
     for e in errors:
         if e["cell"] is not None and e["ename"] != "SyntaxError":
             note = f"cell {e['cell'] + 1} raised {e['ename']}: {e['evalue'].splitlines()[0][:120] if e['evalue'] else ''}"

@@ -86,6 +86,69 @@ def _cmd_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fixture_names(args: argparse.Namespace) -> list[str]:
+    from pathlib import Path
+
+    root = Path(args.fixtures)
+    return args.names or sorted(p.name for p in root.iterdir() if p.is_dir() and any(p.glob("*.yml")))
+
+
+def _cmd_fixtures(args: argparse.Namespace) -> int:
+    from gradkit.fixtures import FixtureError, write_fixtures
+
+    try:
+        for name in _fixture_names(args):
+            paths = write_fixtures(name, fixtures=args.fixtures, assignments=args.assignments,
+                                   solutions=args.solutions, check=args.check)
+            print(f"{name}: {len(paths)} fixtures {'up to date' if args.check else 'written'}")
+    except (FixtureError, OSError) as exc:
+        print(f"gradkit fixtures: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from gradkit.fixtures import FixtureError
+    from gradkit.grade import GradeError
+    from gradkit.validate import format_verdicts, validate
+
+    try:
+        verdicts = validate(_fixture_names(args), fixtures=args.fixtures, autograder=args.autograder,
+                            assignments=args.assignments, solutions=args.solutions,
+                            kinds=args.kinds.split(",") if args.kinds else None,
+                            only=args.only.split(",") if args.only else None, out=args.out, jobs=args.jobs,
+                            timeout_s=args.timeout, config=args.config, progress=not args.quiet)
+    except (FixtureError, GradeError, OSError) as exc:
+        print(f"gradkit validate: {exc}", file=sys.stderr)
+        return 1
+    print(format_verdicts(verdicts))
+    return 0 if verdicts and all(v.ok for v in verdicts) else 1
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from gradkit.calibrate import format_reports, sweep
+
+    reports = [r for name in args.names for r in sweep(name, args.seeds, first_seed=args.first_seed,
+                                                       power_runs=args.power_runs, progress=not args.quiet)]
+    print(format_reports(reports))
+    bad = [r for r in reports if r.false_fails or r.margin_sd < args.min_margin]
+    for r in bad:
+        print(f"{r.assignment} {r.test}: {r.false_fails} failure(s), margin {r.margin_sd:.2f} sd "
+              f"< {args.min_margin:g}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from gradkit.calibrate import calibrate, format_reports
+
+    reports = []
+    for name in args.names:
+        reports += calibrate(name, args.runs, out=args.out, first_seed=args.first_seed,
+                             power_runs=args.power_runs, progress=not args.quiet)
+    print(format_reports(reports))
+    return 0 if all(r.meets_budget and (not r.power or r.powerful) for r in reports) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gradkit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -142,6 +205,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("csvs", nargs="+", help="shard CSVs")
     p.add_argument("-o", "--out", default="final_grades.csv", help="merged CSV")
     p.set_defaults(func=_cmd_merge)
+
+    p = sub.add_parser("fixtures", help="build the fixture submissions from their manifests (tests/fixtures/submissions)")
+    p.add_argument("names", nargs="*", help="assignments (default: every folder with a manifest)")
+    p.add_argument("--fixtures", default="tests/fixtures/submissions", help="folder of <name>/*.yml manifests")
+    p.add_argument("--assignments", default="assignments", help="student releases (the notebooks filled in)")
+    p.add_argument("--solutions", default="solutions", help="masters (the solutions filled in)")
+    p.add_argument("--check", action="store_true", help="compare with a fresh build instead of writing; exit 1 if stale")
+    p.set_defaults(func=_cmd_fixtures)
+
+    p = sub.add_parser("validate", help="grade the fixture submissions and compare with their expected scores")
+    p.add_argument("names", nargs="*", help="assignments (default: every folder with a manifest)")
+    p.add_argument("--fixtures", default="tests/fixtures/submissions", help="folder of <name>/*.yml manifests")
+    p.add_argument("--autograder", default="autograder", help="folder of the released autograders")
+    p.add_argument("--assignments", default="assignments", help="student releases the fixtures are built from")
+    p.add_argument("--solutions", default="solutions", help="masters the fixtures take their solutions from")
+    p.add_argument("--kinds", default=None, help="comma-separated kinds to grade (correct,wrong,blank,malformed,tamper)")
+    p.add_argument("--only", default=None, help="comma-separated fixture names to grade")
+    p.add_argument("-o", "--out", default=None, help="keep the grades in <out>/<name>/ (default: a temporary folder)")
+    p.add_argument("--jobs", type=int, default=None, help="parallel submissions (default: usable cores)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds per submission (default: grading.yml)")
+    p.add_argument("--config", default=None, help="grading.yml (default: the repository's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("sweep", help="run each stochastic hidden test's statistic with the reference under many seeds")
+    p.add_argument("names", nargs="+", help="assignments")
+    p.add_argument("--seeds", type=int, default=20, help="number of seeds")
+    p.add_argument("--first-seed", type=int, default=1, help="seeds are first-seed, first-seed + 1, ...")
+    p.add_argument("--power-runs", type=int, default=0, help="runs per wrong answer (0: no power study)")
+    p.add_argument("--min-margin", type=float, default=3.0, help="exit 1 if a margin (in sd) is below this")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser("calibrate", help="calibrate the stochastic bounds: >= 300 reference runs, power, budget")
+    p.add_argument("names", nargs="+", help="assignments")
+    p.add_argument("--runs", type=int, default=300, help="reference runs per check (>= 300)")
+    p.add_argument("--first-seed", type=int, default=10_000, help="seeds are first-seed, first-seed + 1, ...")
+    p.add_argument("--power-runs", type=int, default=100, help="runs per wrong answer")
+    p.add_argument("-o", "--out", default=None, help="JSON output (default calibration/<name>.json beside grading.yml)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_calibrate)
     return parser
 
 

@@ -250,7 +250,8 @@ def _run_all(todo: deque, records: dict, keys: dict, zip_path: Path, manifest: d
                 t0 = time.monotonic()
                 try:
                     prepared = prepare(f, manifest["assignment"], workdir / "submission")
-                    job = Job(zip_path, prepared, workdir, out / "logs" / f"{keys[f]}.log", timeout_s, memory_mb)
+                    job = Job(zip_path, prepared, workdir, out / "logs" / f"{keys[f]}.log", timeout_s, memory_mb,
+                              manifest=zip_path.parent / MANIFEST_FILE)
                 except Exception as exc:  # noqa: BLE001 - one bad submission must not stop the batch
                     reason = str(exc) if isinstance(exc, Ungradable) else f"could not start grading: {type(exc).__name__}: {exc}"
                     finish(f, "ungradable", reason, [], {}, None, time.monotonic() - t0)

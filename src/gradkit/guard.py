@@ -12,14 +12,86 @@ a student can act on:
 """
 from __future__ import annotations
 
+import builtins
+import importlib
+import math
 import signal
+import sys
 import threading
+import types
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 import numpy as np
+import numpy.testing
 
-__all__ = ["StudentTimeout", "time_limit", "student_call", "assert_finite"]
+__all__ = ["StudentTimeout", "time_limit", "student_call", "assert_finite", "restore_libraries"]
+
+#: Library functions hidden tests compare with. A submission that replaces one (``numpy.allclose =
+#: lambda *a, **k: True``) gets it back before and after each of its calls (:func:`restore_libraries`).
+_PROTECTED = {
+    "numpy": ("allclose", "isclose", "array_equal", "array_equiv", "all", "any", "abs", "isfinite", "isnan",
+              "asarray", "array", "ptp", "std", "var", "mean", "sum", "max", "min", "sort", "unique"),
+    "numpy.testing": ("assert_allclose", "assert_array_equal", "assert_array_almost_equal", "assert_equal"),
+    "math": ("isclose", "isfinite", "isnan", "sqrt", "log", "exp"),
+    "builtins": ("abs", "all", "any", "isinstance", "len", "float", "int", "bool", "min", "max", "sum", "round",
+                 "sorted", "callable", "hasattr", "getattr", "type", "range", "zip"),
+}
+_PRISTINE: dict[tuple[str, str], Any] = {}
+
+
+def _snapshot() -> None:
+    """Remember the protected functions, and every function of ``keras.ops`` once Keras is loaded."""
+    for mod, names in _PROTECTED.items():
+        m = sys.modules.get(mod) or importlib.import_module(mod)
+        for name in names:
+            _PRISTINE.setdefault((mod, name), getattr(m, name))
+    ops = sys.modules.get("keras.ops")
+    if ops is not None and ("keras.ops", "*") not in _PRISTINE:
+        _PRISTINE[("keras.ops", "*")] = True
+        for name, val in vars(ops).items():
+            if callable(val) and getattr(val, "__module__", "") != "__main__":
+                _PRISTINE[("keras.ops", name)] = val
+
+
+_snapshot()  # at import: gradkit is imported by the notebook's set-up cell, before any answer
+
+
+def _planted(val: Any) -> bool:
+    """A function defined by the notebook (module ``__main__``), not by a library."""
+    return isinstance(val, (types.FunctionType, types.MethodType)) and getattr(val, "__module__", None) == "__main__"
+
+
+def restore_libraries() -> list[str]:
+    """Undo a submission's monkeypatching of what hidden tests rely on; return what was restored.
+
+    Restores the functions of :data:`_PROTECTED` and ``keras.ops`` remembered when gradkit was first
+    imported (the notebook's set-up cell, before any answer), and reloads gradkit modules in which
+    the notebook planted a function (their files are the release's: ``gradkit grade`` checks their
+    sha256). The static scan (``flags`` column) reports the patching for a human to read.
+    """
+    _snapshot()
+    restored = []
+    for (mod, name), fn in _PRISTINE.items():
+        m = sys.modules.get(mod)
+        if name != "*" and m is not None and getattr(m, name, None) is not fn:
+            setattr(m, name, fn)
+            restored.append(f"{mod}.{name}")
+    ops = sys.modules.get("keras.ops")
+    for name, val in list(vars(ops).items()) if ops is not None else ():
+        if _planted(val):  # planted before the snapshot: take the function from Keras' own modules
+            for sub in [m for k, m in list(sys.modules.items()) if k.startswith("keras.src.ops.") and m is not None]:
+                if callable(orig := getattr(sub, name, None)) and not _planted(orig):
+                    setattr(ops, name, orig)
+                    _PRISTINE[("keras.ops", name)] = orig
+                    restored.append(f"keras.ops.{name}")
+                    break
+    for modname, m in list(sys.modules.items()):
+        if modname.startswith("gradkit.") and modname != __name__ and m is not None \
+                and any(_planted(v) for v in list(vars(m).values())):
+            importlib.reload(m)
+            restored.append(modname)
+    return restored
 
 
 class StudentTimeout(AssertionError):
@@ -64,11 +136,15 @@ def student_call(fn: Callable[..., Any], *args: Any, timeout_s: float = 60.0,
     other exception; the message names the function and what happened.
     """
     name = what or getattr(fn, "__name__", "your function")
+    restore_libraries()
     if fn is None or fn is Ellipsis or not callable(fn):
         raise AssertionError(f"{name} is not defined (or is not a function); define it and re-run its cell")
     try:
-        with time_limit(timeout_s, what=name):
-            return fn(*args, **kwargs)
+        try:
+            with time_limit(timeout_s, what=name):
+                return fn(*args, **kwargs)
+        finally:  # what the call patched must not reach the test's comparisons
+            restore_libraries()
     except StudentTimeout:
         raise
     except (SystemExit, KeyboardInterrupt) as exc:

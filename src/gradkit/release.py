@@ -55,7 +55,8 @@ DEFAULT_PYTHON = "3.11"
 #: Modules of the release/grade tool chain, not needed by hidden tests; left
 #: out of the autograder so that editing them does not change any zip.
 TOOLCHAIN_MODULES = frozenset({"cli.py", "release.py", "grade.py", "scan.py", "tamper.py", "_nbnorm.py",
-                               "_gradejob.py", "_gradechild.py", "_gradecsv.py", "pipeline.py"})
+                               "_gradejob.py", "_gradechild.py", "_gradecsv.py", "pipeline.py",
+                               "fixtures.py", "validate.py", "calibrate.py"})
 SUPPORT_DIR = "gradkit"
 
 _TOL_CALL = re.compile(r"""\b(?:gradkit\.config\.|gradkit\.)?tolerances\(\s*(['"])([^'"\\]+)\1\s*\)""")
@@ -142,10 +143,12 @@ def bake_tolerances(nb: Any, config: str | Path | None = None, *, where: str = "
 
 
 def runtime_sources() -> dict[str, bytes]:
-    """gradkit's runtime modules ``{file name: bytes}`` (tool-chain modules excluded)."""
+    """gradkit's runtime modules ``{path relative to the package: bytes}``, subpackages included
+    (tool-chain modules and caches excluded); paths use ``/``."""
     pkg = Path(__file__).resolve().parent
-    return {p.name: p.read_bytes() for p in sorted(pkg.iterdir())
-            if p.is_file() and p.suffix in (".py", ".yml", ".typed") and p.name not in TOOLCHAIN_MODULES}
+    return {p.relative_to(pkg).as_posix(): p.read_bytes() for p in sorted(pkg.rglob("*"))
+            if p.is_file() and p.suffix in (".py", ".yml", ".typed") and "__pycache__" not in p.parts
+            and p.relative_to(pkg).as_posix() not in TOOLCHAIN_MODULES}
 
 
 def runtime_requirements() -> list[str]:
@@ -193,6 +196,7 @@ def _prepare(master: Path, name: str, work: Path, config: Path | None) -> Path:
         raise ReleaseError(f"{master.parent}/{SUPPORT_DIR} exists; release adds gradkit's sources under that name")
     (work / SUPPORT_DIR).mkdir()
     for fname, data in runtime_sources().items():
+        (work / SUPPORT_DIR / fname).parent.mkdir(parents=True, exist_ok=True)
         (work / SUPPORT_DIR / fname).write_bytes(data)
     cfg["autograder_files"] = [*cfg.get("autograder_files", []), SUPPORT_DIR]
     reqs = cfg.get("requirements") or []

@@ -108,6 +108,8 @@ class _TamperVisitor(ast.NodeVisitor):
             self.flag(node, "touches __builtins__")
         if node.id == "grader" and isinstance(node.ctx, (ast.Store, ast.Del)):
             self.flag(node, "rebinds grader")
+        elif node.id in self.modules and isinstance(node.ctx, (ast.Store, ast.Del)):
+            self.flag(node, f"rebinds the module name {node.id}")
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         if node.attr == "modules" and _root_name(node) == "sys":

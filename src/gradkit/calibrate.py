@@ -1,0 +1,211 @@
+"""Seed sweeps and calibration of the stochastic hidden tests' bounds.
+
+Every stochastic hidden test computes its statistic with a function of :mod:`gradkit.checks`.
+Running that function with gradkit's reference components under many seeds gives the
+distribution a correct submission's statistic is drawn from:
+
+* :func:`sweep` (``gradkit sweep``, issue 6): a few seeds (20); reports each check's margin, how
+  many standard deviations the reference mean sits from the full-credit bound.
+* :func:`calibrate` (``gradkit calibrate``, issue 10): at least 300 seeds; also the observed
+  false-fail count, its 95% Clopper-Pearson upper bound, the false-fail probability of a normal
+  fitted to the runs (the budget test: at most the budget declared in grading.yml), and the
+  power against the wrong answers each check lists. The distributions are written beside
+  grading.yml (``calibration/<assignment>.json``) for the bounds' comments to cite.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from gradkit.checks import Check
+
+__all__ = ["CheckReport", "checks_of", "run_check", "summarize", "sweep", "calibrate", "format_reports",
+           "DEFAULT_BUDGET", "MIN_CALIBRATION_RUNS"]
+
+DEFAULT_BUDGET = 1e-4  # issue 10: false-fail probability per evaluation, at most
+MIN_CALIBRATION_RUNS = 300  # issue 10: empirical bounds rest on >= 300 reference runs
+
+
+def checks_of(name: str) -> tuple[Check, ...]:
+    """The :class:`Check` tuple of assignment ``name`` (``gradkit.checks.<name>.CHECKS``)."""
+    try:
+        module = importlib.import_module(f"gradkit.checks.{name}")
+    except ModuleNotFoundError as exc:
+        raise ValueError(f"no stochastic checks for {name!r}: gradkit/checks/{name}.py is missing") from exc
+    return tuple(module.CHECKS)
+
+
+def run_check(check: Check, tol: Mapping[str, Any], seeds: Sequence[int],
+              components: Mapping[str, Any] | None = None, progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """``check.statistic(components, tol, seed)`` for each seed (reference components by default).
+
+    A run that raises (a timeout, a crash) gives NaN: it counts as a failure, never as a pass.
+    """
+    from gradkit.bands import clear_memo
+
+    comps = check.reference(tol) if components is None else components
+    values = []
+    for seed in seeds:
+        clear_memo()
+        try:
+            values.append(float(check.statistic(comps, tol, int(seed))))
+        except Exception:  # noqa: BLE001 - a failing run is data: it fails the bound
+            values.append(math.nan)
+        if progress:
+            progress(1)
+    return np.asarray(values, dtype=float)
+
+
+def _clopper_pearson_upper(k: int, n: int, level: float = 0.95) -> float:
+    """One-sided upper confidence bound of a binomial rate (k of n), exact."""
+    from scipy.stats import beta
+
+    return 1.0 if k >= n else float(beta.ppf(level, k + 1, n - k))
+
+
+@dataclass
+class CheckReport:
+    """A check's distribution under the reference, against its bound."""
+
+    assignment: str
+    test: str
+    name: str
+    bound: float
+    zero: float | None
+    larger_is_better: bool
+    runs: int
+    mean: float
+    sd: float
+    lo: float
+    hi: float
+    false_fails: int
+    upper95: float
+    margin_sd: float
+    tail_prob: float
+    budget: float
+    seconds: float
+    values: list[float] = field(default_factory=list, repr=False)
+    power: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def meets_budget(self) -> bool:
+        return self.false_fails == 0 and self.tail_prob <= self.budget
+
+    @property
+    def powerful(self) -> bool:
+        return all(p["fail_prob"] >= 0.99 for p in self.power.values())
+
+
+def _passes(values: np.ndarray, bound: float, larger: bool) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return (values >= bound) if larger else (values <= bound)
+
+
+def summarize(check: Check, assignment: str, tol: Mapping[str, Any], values: np.ndarray, seconds: float,
+              budget: float = DEFAULT_BUDGET) -> CheckReport:
+    """Statistics of ``values`` (reference runs) against the check's full-credit bound."""
+    from scipy.stats import norm
+
+    larger = check.larger_is_better(tol)
+    bound = float(tol[check.full])
+    finite = values[np.isfinite(values)]
+    mean = float(np.mean(finite)) if finite.size else math.nan
+    sd = float(np.std(finite, ddof=1)) if finite.size > 1 else math.nan
+    fails = int(np.sum(~_passes(values, bound, larger)))
+    margin = ((mean - bound) if larger else (bound - mean)) / sd if sd and sd > 0 else (
+        math.inf if fails == 0 else -math.inf)
+    return CheckReport(assignment, check.test, check.name, bound, float(tol[check.zero]) if check.zero else None,
+                       larger, len(values), mean, sd, float(np.min(finite)) if finite.size else math.nan,
+                       float(np.max(finite)) if finite.size else math.nan, fails,
+                       _clopper_pearson_upper(fails, len(values)), float(margin), float(norm.sf(margin)),
+                       budget, seconds, [float(v) for v in values])
+
+
+def _power(check: Check, tol: Mapping[str, Any], seeds: Sequence[int]) -> dict[str, dict]:
+    """Per wrong answer of the check: how often it fails the full-credit bound (and earns nothing)."""
+    from scipy.stats import norm
+
+    out = {}
+    larger = check.larger_is_better(tol)
+    bound = float(tol[check.full])
+    for label, make in (getattr(check, "wrong", None) or {}).items():
+        vals = run_check(check, tol, seeds, components=make(tol))
+        fails = int(np.sum(~_passes(vals, bound, larger)))
+        finite = vals[np.isfinite(vals)]
+        if finite.size > 1 and np.std(finite) > 0:
+            z = ((np.mean(finite) - bound) if larger else (bound - np.mean(finite))) / np.std(finite, ddof=1)
+            fitted = float(norm.cdf(-z)) * finite.size / vals.size + (vals.size - finite.size) / vals.size
+        else:
+            fitted = fails / len(vals)
+        out[label] = {"runs": len(vals), "fails": fails, "fail_prob": min(fails / len(vals), fitted),
+                      "mean": float(np.mean(finite)) if finite.size else math.nan}
+    return out
+
+
+def sweep(name: str, seeds: int | Sequence[int] = 20, *, tol: Mapping[str, Any] | None = None, first_seed: int = 1,
+          budget: float = DEFAULT_BUDGET, power_runs: int = 0, progress: bool = True) -> list[CheckReport]:
+    """Run every check of assignment ``name`` with the reference components under ``seeds``.
+
+    ``seeds``: a count (seeds ``first_seed .. first_seed + n - 1``) or the seeds themselves.
+    ``power_runs``: runs per wrong answer (0: skip the power study).
+    """
+    from tqdm import tqdm
+
+    from gradkit.config import tolerances
+
+    tol = dict(tolerances(name) if tol is None else tol)
+    seed_list = list(range(first_seed, first_seed + seeds)) if isinstance(seeds, int) else list(seeds)
+    reports = []
+    for check in checks_of(name):
+        t0 = time.perf_counter()
+        with tqdm(total=len(seed_list), desc=f"{name} {check.test}", disable=not progress, leave=False) as bar:
+            values = run_check(check, tol, seed_list, progress=bar.update)
+        rep = summarize(check, name, tol, values, time.perf_counter() - t0, budget)
+        if power_runs:
+            rep.power = _power(check, tol, seed_list[:power_runs])
+        reports.append(rep)
+    return reports
+
+
+def calibrate(name: str, runs: int = MIN_CALIBRATION_RUNS, *, out: str | Path | None = None,
+              first_seed: int = 10_000, power_runs: int = 100, budget: float = DEFAULT_BUDGET,
+              progress: bool = True) -> list[CheckReport]:
+    """:func:`sweep` with ``runs`` (>= 300) seeds and the power study; writes ``out`` (JSON).
+
+    ``out`` default: ``calibration/<name>.json`` next to grading.yml.
+    """
+    if runs < MIN_CALIBRATION_RUNS:
+        raise ValueError(f"calibration needs >= {MIN_CALIBRATION_RUNS} runs (issue 10), got {runs}")
+    from gradkit.config import find_config
+
+    reports = sweep(name, runs, first_seed=first_seed, budget=budget, power_runs=power_runs, progress=progress)
+    path = Path(out) if out is not None else find_config().parent / "calibration" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"assignment": name, "runs": runs, "first_seed": first_seed, "budget": budget,
+           "checks": {r.test: {k: v for k, v in asdict(r).items() if k not in ("assignment", "test")} for r in reports}}
+    path.write_text(json.dumps(doc, indent=1, sort_keys=True, allow_nan=True) + "\n")
+    return reports
+
+
+def format_reports(reports: Sequence[CheckReport]) -> str:
+    """One line per check: bound, reference mean ± sd, false fails, upper bound, margin, tail, power."""
+    head = ["assignment", "test", "bound", "mean", "sd", "fails/runs", "95% upper", "margin sd", "fitted P(fail)",
+            "budget", "power (min fail prob)", "verdict"]
+    body = []
+    for r in reports:
+        op = ">=" if r.larger_is_better else "<="
+        power = min((p["fail_prob"] for p in r.power.values()), default=math.nan)
+        verdict = "ok" if r.meets_budget and (not r.power or r.powerful) else "FAIL"
+        body.append([r.assignment, r.test, f"{op} {r.bound:g}", f"{r.mean:.4g}", f"{r.sd:.3g}",
+                     f"{r.false_fails}/{r.runs}", f"{r.upper95:.3g}", f"{r.margin_sd:.2f}", f"{r.tail_prob:.2e}",
+                     f"{r.budget:g}", "-" if math.isnan(power) else f"{power:.3f}", verdict])
+    widths = [max(len(c) for c in col) for col in zip(head, *body)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(head), line(["-" * w for w in widths]), *map(line, body)])

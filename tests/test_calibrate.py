@@ -1,0 +1,62 @@
+"""gradkit.calibrate on a statistic with a known distribution: the mean of 100 N(0, 1) draws
+(exactly N(0, 0.01)), so margins, tail probabilities and power can be checked against theory."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from gradkit.calibrate import format_reports, run_check, summarize
+from gradkit.checks import Check
+
+
+def _mean_of_draws(components, tol, seed):
+    rng = np.random.default_rng(seed)
+    return float(np.mean(rng.normal(components["shift"], 1.0, size=100)))
+
+
+def _check(full="mean_min"):
+    return Check(name="toy mean", test="test_toy_mean", statistic=_mean_of_draws, full=full, zero=None,
+                 reference=lambda tol: {"shift": 0.0}, wrong={"shifted": lambda tol: {"shift": -1.0}})
+
+
+TOL = {"mean_min": -0.4, "mean_max": 0.4}
+
+
+def test_margin_and_fitted_tail_match_theory():
+    """Bound -0.4 = 4 sd below the reference mean 0: margin ~4, fitted P(fail) ~ Phi(-4) = 3.2e-5."""
+    values = run_check(_check(), TOL, range(400))
+    rep = summarize(_check(), "toy", TOL, values, seconds=0.0)
+    assert rep.runs == 400 and rep.false_fails == 0
+    assert abs(rep.mean) < 4 * 0.1 / math.sqrt(400)  # 4 standard errors of the mean
+    assert 0.1 * 0.85 < rep.sd < 0.1 * 1.15  # chi-square: 400 runs put sd within +-15% far beyond 1e-4
+    assert 3.4 < rep.margin_sd < 4.7 and rep.meets_budget
+    assert rep.upper95 == pytest.approx(1 - 0.05 ** (1 / 400), rel=1e-6)  # Clopper-Pearson for 0 of n
+
+
+def test_direction_power_and_failures_count():
+    upper = _check("mean_max")
+    rep = summarize(upper, "toy", TOL, run_check(upper, TOL, range(50)), seconds=0.0)
+    assert not rep.larger_is_better and rep.margin_sd > 3
+    from gradkit.calibrate import _power
+
+    power = _power(_check(), TOL, range(50))["shifted"]  # mean -1 vs bound -0.4: 6 sd below
+    assert power["fails"] == 50 and power["fail_prob"] > 0.99
+
+    def crashes(components, tol, seed):
+        raise RuntimeError("student bug")
+
+    broken = Check("crash", "test_crash", crashes, "mean_min", None, lambda tol: {})
+    vals = run_check(broken, TOL, range(3))
+    assert np.isnan(vals).all()
+    rep = summarize(broken, "toy", TOL, vals, seconds=0.0)
+    assert rep.false_fails == 3 and not rep.meets_budget
+    assert "FAIL" in format_reports([rep]) and "3/3" in format_reports([rep])
+
+
+def test_too_tight_bound_misses_the_budget():
+    """A bound 2 sd from the mean passes 20 seeds often, but its fitted tail (2.3e-2) misses 1e-4."""
+    tol = {"mean_min": -0.2}
+    rep = summarize(_check(), "toy", tol, run_check(_check(), tol, range(300)), seconds=0.0)
+    assert 1e-3 < rep.tail_prob < 0.1 and not rep.meets_budget
+    json.dumps(rep.values)  # serialisable for calibration/<name>.json

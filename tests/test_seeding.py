@@ -1,0 +1,53 @@
+"""gradkit.seeding: per-submission seeds are reproducible, code-dependent and the same in every process."""
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from gradkit.seeding import SEED_LIMIT, code_fingerprint, seed_note, submission_seed
+
+
+def _defs(src: str) -> dict:
+    ns: dict = {}
+    exec(compile(textwrap.dedent(src), "<cell>", "exec"), ns)
+    return ns
+
+
+def test_same_code_same_seed_other_code_other_seed():
+    a = _defs("def f(x):\n    return max(x, 0)\n")["f"]
+    b = _defs("def f(x):\n    return max(x, 0)\n")["f"]
+    c = _defs("def f(x):\n    return max(x, 0.0)\n")["f"]  # one constant differs
+    assert submission_seed(1, a) == submission_seed(1, b)
+    assert submission_seed(1, a) != submission_seed(1, c)
+    assert submission_seed(1, a) != submission_seed(2, a)
+    assert submission_seed(1, a, None) != submission_seed(1, None, a)  # order and missing functions count
+    assert 0 <= submission_seed(123, a) < SEED_LIMIT
+
+
+def test_fingerprint_ignores_file_names_and_line_numbers():
+    """Kernels name cells differently in every process; only the code may matter."""
+    a = {}
+    exec(compile("def g(x):\n    return [x, {'a', 'b'}]\n", "/tmp/ipykernel_1/1.py", "exec"), a)
+    b = {}
+    exec(compile("\n\n\ndef g(x):\n    return [x, {'a', 'b'}]\n", "/tmp/ipykernel_2/9.py", "exec"), b)
+    assert code_fingerprint(a["g"]) == code_fingerprint(b["g"])
+
+
+def test_fingerprint_is_the_same_in_another_process():
+    """Hash randomisation (PYTHONHASHSEED) must not change the seed: a regrade reproduces it."""
+    src = "def h(x):\n    s = frozenset({'p', 'q', 'r', 's'})\n    return (lambda y: y in s)(x)\n"
+    prog = ("import sys; from gradkit.seeding import submission_seed; ns = {}; "
+            f"exec(compile({src!r}, '<c>', 'exec'), ns); print(submission_seed(5, ns['h']))")
+    seeds = {subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, check=True,
+                            env={"PYTHONHASHSEED": str(k), "PATH": ""}).stdout.strip() for k in (1, 2, 3)}
+    assert len(seeds) == 1 and seeds.pop().isdigit()
+
+
+def test_classes_and_bad_base():
+    ns = _defs("class Block:\n    def call(self, x):\n        return x + 1\n")
+    other = _defs("class Block:\n    def call(self, x):\n        return x + 2\n")
+    assert submission_seed(0, ns["Block"]) != submission_seed(0, other["Block"])
+    with pytest.raises(TypeError, match="base seed"):
+        submission_seed("7", ns["Block"])
+    assert "seed 42" in seed_note(42)
