@@ -187,3 +187,15 @@ def test_out_of_memory_kernel_death_tamper_and_zip_end_to_end(autograder, tmp_pa
     assert any("monkeypatches np.allclose" in f for f in rows["tamper.ipynb"]["flags"])
     assert (rows["exported.zip"]["grading_status"], rows["exported.zip"]["total_points_earned"]) == ("graded", 4.0)
     assert "zip carries gradkit/__init__.py (ignored)" in rows["exported.zip"]["flags"]
+
+
+def test_tamper_scan_flags_deferred_code_and_module_rebinding():
+    """Code that runs after its cell (atexit, threads, signal handlers) could forge otter's results
+    file; rebinding an imported module's name fools tests that read the student's globals."""
+    src = ("import atexit, glob, threading\nimport numpy as np\natexit.register(print)\n"
+           "found = glob.glob('/tmp/*.pkl')\nthreading.Thread(target=print).start()\nnp = None\n")
+    _, flags = scan_submission({"cells": [{"cell_type": "code", "source": src}]})
+    text = "\n".join(map(str, flags))
+    for expected in ("line 3: registers exit code (atexit)", "line 4: touches grading results",
+                     "line 5: starts a thread", "line 6: rebinds the module name np"):
+        assert expected in text, (expected, text)

@@ -26,7 +26,7 @@ import numpy as np
 
 from gradkit.checks import Check
 
-__all__ = ["CheckReport", "checks_of", "run_check", "summarize", "sweep", "calibrate", "format_reports",
+__all__ = ["CheckReport", "checks_of", "budgets", "run_check", "summarize", "sweep", "calibrate", "format_reports",
            "DEFAULT_BUDGET", "MIN_CALIBRATION_RUNS"]
 
 DEFAULT_BUDGET = 1e-4  # issue 10: false-fail probability per evaluation, at most
@@ -149,17 +149,37 @@ def _power(check: Check, tol: Mapping[str, Any], seeds: Sequence[int]) -> dict[s
     return out
 
 
+def budgets(name: str, config: str | Path | None = None) -> dict[str, dict]:
+    """``{test: {"budget": float, "method": "exact" | "empirical"}}`` of assignment ``name``
+    (grading.yml ``budgets.<name>``); every check of :func:`checks_of` must have one, within
+    :data:`DEFAULT_BUDGET`."""
+    from gradkit.config import ConfigError, load_config
+
+    declared = dict(load_config(config).get("budgets", {}).get(name, {}))
+    for check in checks_of(name):
+        entry = declared.get(check.test)
+        if entry is None:
+            raise ConfigError(f"grading.yml budgets.{name}.{check.test} is missing: declare the false-fail "
+                              "budget of this stochastic test and its method (issue 10)")
+        if not 0 < entry["budget"] <= DEFAULT_BUDGET or entry["method"] not in ("exact", "empirical"):
+            raise ConfigError(f"grading.yml budgets.{name}.{check.test}: budget must be in (0, {DEFAULT_BUDGET:g}] "
+                              f"and method exact or empirical, got {entry}")
+    return declared
+
+
 def sweep(name: str, seeds: int | Sequence[int] = 20, *, tol: Mapping[str, Any] | None = None, first_seed: int = 1,
-          budget: float = DEFAULT_BUDGET, power_runs: int = 0, progress: bool = True) -> list[CheckReport]:
+          budget: float | None = None, power_runs: int = 0, progress: bool = True) -> list[CheckReport]:
     """Run every check of assignment ``name`` with the reference components under ``seeds``.
 
     ``seeds``: a count (seeds ``first_seed .. first_seed + n - 1``) or the seeds themselves.
+    ``budget``: false-fail budget of every check (default: each check's from grading.yml).
     ``power_runs``: runs per wrong answer (0: skip the power study).
     """
     from tqdm import tqdm
 
     from gradkit.config import tolerances
 
+    declared = budgets(name) if budget is None else {}
     tol = dict(tolerances(name) if tol is None else tol)
     seed_list = list(range(first_seed, first_seed + seeds)) if isinstance(seeds, int) else list(seeds)
     reports = []
@@ -167,7 +187,8 @@ def sweep(name: str, seeds: int | Sequence[int] = 20, *, tol: Mapping[str, Any] 
         t0 = time.perf_counter()
         with tqdm(total=len(seed_list), desc=f"{name} {check.test}", disable=not progress, leave=False) as bar:
             values = run_check(check, tol, seed_list, progress=bar.update)
-        rep = summarize(check, name, tol, values, time.perf_counter() - t0, budget)
+        rep = summarize(check, name, tol, values, time.perf_counter() - t0,
+                        budget if budget is not None else declared[check.test]["budget"])
         if power_runs:
             rep.power = _power(check, tol, seed_list[:power_runs])
         reports.append(rep)
@@ -175,7 +196,7 @@ def sweep(name: str, seeds: int | Sequence[int] = 20, *, tol: Mapping[str, Any] 
 
 
 def calibrate(name: str, runs: int = MIN_CALIBRATION_RUNS, *, out: str | Path | None = None,
-              first_seed: int = 10_000, power_runs: int = 100, budget: float = DEFAULT_BUDGET,
+              first_seed: int = 10_000, power_runs: int = 100, budget: float | None = None,
               progress: bool = True) -> list[CheckReport]:
     """:func:`sweep` with ``runs`` (>= 300) seeds and the power study; writes ``out`` (JSON).
 
@@ -188,7 +209,7 @@ def calibrate(name: str, runs: int = MIN_CALIBRATION_RUNS, *, out: str | Path | 
     reports = sweep(name, runs, first_seed=first_seed, budget=budget, power_runs=power_runs, progress=progress)
     path = Path(out) if out is not None else find_config().parent / "calibration" / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"assignment": name, "runs": runs, "first_seed": first_seed, "budget": budget,
+    doc = {"assignment": name, "runs": runs, "first_seed": first_seed,
            "checks": {r.test: {k: v for k, v in asdict(r).items() if k not in ("assignment", "test")} for r in reports}}
     path.write_text(json.dumps(doc, indent=1, sort_keys=True, allow_nan=True) + "\n")
     return reports

@@ -54,6 +54,11 @@ SCHEMA: dict[str, Any] = {
     "assignments": {
         "*": {"*": (int, float, str, bool, list)},
     },
+    # Issue 10: per stochastic hidden test (assignment -> test), its false-fail budget per
+    # evaluation and how its bound meets it ("exact" or "empirical"); gradkit calibrate checks them.
+    "budgets": {
+        "*": {"*": {"budget": Number, "method": str}},
+    },
 }
 
 

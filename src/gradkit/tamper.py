@@ -48,7 +48,14 @@ _PATH_RULES = [
     (re.compile(r"(^|[/\\])tests([/\\]|$)|^tests$"), "touches tests/"),
     (re.compile(r"grading\.ya?ml"), "touches grading.yml"),
     (re.compile(r"(^|[/\\])gradkit[/\\]|\.pth\b|site-packages"), "touches installed/support code"),
+    (re.compile(r"\.pkl$|results\.json$"), "touches grading results"),
 ]
+#: Calls that run code after the cell that made them (when otter's own code runs) or outside the
+#: kernel's control; a student's answer never needs them, a forged result would.
+_DEFERRED = {"atexit.register": "registers exit code (atexit)", "signal.signal": "installs a signal handler",
+             "os.fork": "forks the kernel", "threading.Thread": "starts a thread", "threading.Timer": "starts a timer",
+             "sys.settrace": "installs a trace hook", "sys.setprofile": "installs a profile hook",
+             "sys.addaudithook": "installs an audit hook"}
 _DYNAMIC = {"exec", "eval", "compile", "__import__"}
 # Attributes that are documented settings, not library code (``plt.rcParams``,
 # ``pd.options.display``, ``os.environ``): assigning them is not monkeypatching.
@@ -141,6 +148,8 @@ class _TamperVisitor(ast.NodeVisitor):
             self.flag(node, f"runs dynamic code ({fn.id})")
         if name == "reload":
             self.flag(node, "reloads a module")
+        if (why := _DEFERRED.get(_dotted(fn))) is not None:
+            self.flag(node, why)
         self.generic_visit(node)
 
     def visit_Constant(self, node: ast.Constant) -> None:
