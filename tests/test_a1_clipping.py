@@ -6,18 +6,24 @@
   where the global norm was asked, value clipping where norm clipping was asked, squared norm,
   summed norms, NaN on zero gradients, an optimizer that does not clip, ...), while correct
   alternative implementations pass every test.
+* Hidden tests draw their inputs from the per-submission seed (``gradkit.seeding``); q2's
+  convergence test is 4 band cases (``test_optimizer_converges_band_1..4``, ``gradkit.bands``)
+  that count as one test here: a wrong answer must fail all four, a correct one pass all four.
+  The statistics of the tests that train live in ``gradkit.checks.a1_clipping``; the slow
+  ``test_seed_sweep`` runs every hidden test on the solution under 20 base seeds.
 * End-to-end part: the real ``otter assign`` on the master (with its own test run, which requires
   full marks), then the real ``otter run`` with the generated autograder zip on the solution
   notebook (full marks on every question) and on the student notebook (zero on every test).
 """
 from __future__ import annotations
 
+import inspect
 import re
 import time
 
 import pytest
 
-from _masters import (assert_fails_exactly, assert_hidden_tests_self_contained, assert_question_cases, compiled_tests,
+from _masters import (assert_hidden_tests_self_contained, assert_question_cases, compiled_tests,
                       grade, master_parts, master_path, namespace, otter, run_test)
 
 NAME = "a1_clipping"
@@ -25,6 +31,40 @@ MASTER = master_path(NAME)
 POINTS = {"q1": 5, "q2": 2, "q3": 2}
 PRELUDE = "import numpy as np\nimport keras\nfrom keras import ops\n"
 OTTER_TIMEOUT = 900
+BANDS = 4  # cases of each banded test
+
+
+def cases_of(tests: dict, name: str) -> list[str]:
+    """The master's test cases that make up test ``name``: itself, or its band cases ``name_band_k``."""
+    found = [n for n in tests if n == name or re.fullmatch(rf"{name}_band_\d+", n)]
+    assert found, f"no test case {name} or {name}_band_k in the master"
+    return found
+
+
+def grouped_failures(tests: dict, names, ns: dict) -> dict:
+    """``{test: message}`` of the tests in ``names`` that lose points on ``ns``.
+
+    A banded test fails when any of its cases fails (its message: the first failing case's), and
+    then it must fail ALL of them: a wrong answer scores 0 on it. Memoised statistics are cleared
+    first, so each variant computes its own."""
+    from gradkit.bands import clear_memo
+
+    clear_memo()
+    failed = {}
+    for name in names:
+        messages = {c: run_test(tests[c][3], ns) for c in cases_of(tests, name)}
+        bad = {c: m for c, m in messages.items() if m is not None}
+        if bad:
+            assert len(bad) == len(messages), f"{name}: partial credit where 0 was expected: {bad}"
+            failed[name] = next(iter(bad.values()))
+    return failed
+
+
+def assert_fails_exactly(tests: dict, names, ns: dict, must_fail: set, variant: str) -> dict:
+    """Run ``names`` (band cases grouped) on ``ns``; exactly ``must_fail`` may fail, all of their cases."""
+    failed = grouped_failures(tests, names, ns)
+    assert set(failed) == must_fail, f"{variant}: failed {sorted(failed)}, expected {sorted(must_fail)}: {failed}"
+    return failed
 
 
 @pytest.fixture(scope="module")
@@ -43,16 +83,23 @@ def test_master_layout():
     assert set(solutions) == {"q1", "q2"}  # q3's solution is a markdown answer
     assert_question_cases(tests, {q: POINTS[q] for q in ("q1", "q2")})
     assert_hidden_tests_self_contained(tests, NAME)
+    bands = cases_of(tests, "test_optimizer_converges")
+    assert bands == [f"test_optimizer_converges_band_{k}" for k in range(1, BANDS + 1)]
+    assert {tests[b][2] for b in bands} == {POINTS["q2"] / 2 / BANDS}  # equal points, half of q2
+    for b in bands:
+        assert "assert_band_step(value, " + b[-1] + ", 4," in tests[b][3]
 
 
 def test_grading_section_complete():
-    """Every tol[...] key a test reads exists in grading.yml, and every key there is used."""
+    """Every tol[...] key a test or its statistic (gradkit.checks.a1_clipping) reads exists in
+    grading.yml, and every key there is used."""
+    import gradkit.checks.a1_clipping as checks
     from gradkit.config import tolerances
 
     tol = tolerances(NAME)
     _, _, tests = master_parts(MASTER)
     used = set()
-    for _, _, _, src in tests.values():
+    for src in [s for _, _, _, s in tests.values()] + [inspect.getsource(checks)]:
         used |= set(re.findall(r"""tol\[\s*["'](\w+)["']\s*\]""", src))
     assert used <= set(tol), f"keys missing in grading.yml: {sorted(used - set(tol))}"
     assert set(tol) <= used, f"unused keys in grading.yml: {sorted(set(tol) - used)}"
@@ -62,7 +109,10 @@ def test_grading_section_complete():
 
 @pytest.mark.backends
 def test_solution_passes_every_test_within_budget(master):
+    from gradkit.bands import clear_memo
+
     ns, tests = master
+    clear_memo()
     times = {}
     for name, (_, hidden, _, fn) in tests.items():
         t0 = time.perf_counter()
@@ -229,6 +279,102 @@ def test_q2_variants_fail_the_right_tests(master, variant):
     if variant == "no_clipping":
         assert "NaN" in failed["test_optimizer_converges"]
 
+
+@pytest.mark.backends
+def test_q2_threshold_too_large_earns_three_bands(master):
+    """clipvalue=20 overshoots: final MSE 25-85 (30 fits measured), so the worst of 3 runs lies in the
+    3/4 band [25, 190]: bands 1-3 pass, band 4 fails with a message in MSE units."""
+    from gradkit.bands import clear_memo
+
+    _, tests = master
+    ns = namespace(PRELUDE, "def make_clipped_optimizer():\n"
+                            "    return keras.optimizers.SGD(learning_rate=0.01, clipvalue=20.0)\n")
+    clear_memo()
+    results = {c: run_test(tests[c][3], ns) for c in cases_of(tests, "test_optimizer_converges")}
+    assert [m is None for m in results.values()] == [True, True, True, False], results
+    message = results["test_optimizer_converges_band_4"]
+    assert "part 4/4" in message and "full credit at <= 25" in message and "hidden-test seed" in message
+    assert run_test(tests["test_optimizer_configuration"][3], ns) is None
+
+
+
+# --------------------------------------------------------------------------- statistics and seeds
+
+def test_checks_are_the_statistics_the_master_uses():
+    """gradkit.checks.a1_clipping.CHECKS names the master's tests, its bounds exist in grading.yml,
+    and each test (every band case) calls its statistic and compares with those bounds."""
+    from gradkit.checks import a1_clipping as checks
+    from gradkit.config import tolerances
+
+    tol = tolerances(NAME)
+    _, _, tests = master_parts(MASTER)
+    assert {c.test for c in checks.CHECKS} == {"test_training_loop_matches_keras", "test_optimizer_converges"}
+    for check in checks.CHECKS:
+        cases = cases_of(tests, check.test)
+        assert len(cases) == (BANDS if check.zero else 1), check
+        for case in cases:
+            src = tests[case][3]
+            assert check.statistic.__name__ in src and f'tol["{check.full}"]' in src, case
+            assert check.zero is None or f'tol["{check.zero}"]' in src, case
+            assert "submission_seed(" in src and "seed_in_failures(seed)" in src, case
+        assert check.larger_is_better(tol) is False  # a weight difference, a log MSE: smaller is better
+    assert tol["fit_log10_mse_full"] < tol["fit_log10_mse_zero"]
+
+
+@pytest.mark.backends
+def test_reference_components_pass_every_check():
+    """gradkit's reference components, at the base seed: every check at full credit; the
+    reference clip is also a correct answer to every q1 test."""
+    from gradkit.checks import a1_clipping as checks
+    from gradkit.config import tolerances
+
+    tol = tolerances(NAME)
+    for check in checks.CHECKS:
+        value = check.statistic(check.reference(tol), tol, tol["seed"])
+        assert value <= tol[check.full], (check.name, value)
+    _, _, tests = master_parts(MASTER)
+    ns = {**namespace(PRELUDE), "clip_by_global_norm": checks.clip_by_global_norm}
+    assert grouped_failures(compiled_tests(tests), NORM_TESTS, ns) == {}
+
+
+def test_seeds_depend_on_the_code_and_reach_every_message(master):
+    """Different code -> different inputs; the seed is printed and carried by a failure message."""
+    from gradkit.seeding import seed_note, submission_seed
+    from gradkit.config import tolerances
+
+    _, tests = master
+    tol = tolerances(NAME)
+    right = namespace(PRELUDE, GLOBAL_NORM_VARIANTS["ok_concat_norm_where"][0])
+    wrong = namespace(PRELUDE, GLOBAL_NORM_VARIANTS["per_tensor_norm"][0])
+    s_right = submission_seed(tol["seed"], right["clip_by_global_norm"])
+    s_wrong = submission_seed(tol["seed"], wrong["clip_by_global_norm"])
+    assert s_right != s_wrong
+    message = run_test(tests["test_global_norm_matches_definition"][3], wrong)
+    assert message.endswith(seed_note(s_wrong)), message
+    message = run_test(tests["test_training_loop_matches_keras"][3], wrong)
+    assert message.count(seed_note(s_wrong)) == 1, message
+
+
+@pytest.mark.slow
+def test_seed_sweep(master, monkeypatch):
+    """The solution passes every hidden test (all band cases) under 20 base seeds: 20/20."""
+    import gradkit.config
+    from gradkit.bands import clear_memo
+
+    ns, tests = master
+    real = gradkit.config.tolerances
+    hidden = [n for n, (_, h, _, _) in tests.items() if h]
+    passed, failed = 0, {}
+    for k in range(20):
+        base = 7001 + 7919 * k  # 20 base seeds other than grading.yml's
+        monkeypatch.setattr(gradkit.config, "tolerances", lambda name, *a, _b=base, **kw: {**real(name, *a, **kw), "seed": _b})
+        clear_memo()
+        bad = {n: m for n in hidden if (m := run_test(tests[n][3], ns)) is not None}
+        passed += not bad
+        if bad:
+            failed[base] = bad
+    clear_memo()
+    assert passed == 20, f"{passed}/20 base seeds pass; failures: {failed}"
 
 # --------------------------------------------------------------------------- otter end to end
 

@@ -6,8 +6,11 @@
   see, a detector reducing over the members axis or using the standard deviation, the exponent
   L - 1, blank stubs). Each wrong answer must fail exactly the tests written for it with an
   AssertionError; correct alternative implementations must pass everything.
-* Study part: the reference counts baked into grading.yml are re-measured with gradkit's own
-  activations and detector, and the q4 hidden tests are run on the solution.
+* Study part (q4): the two banded hidden tests compute their collapse rates with
+  ``gradkit.checks.a3_dying_relu`` under the per-submission seed; the solution earns full credit,
+  wrong ``run_study`` variants fail exactly their tests (the four cases of a banded test count as
+  that test, and a failed banded test earns none of its cases), and a slow seed sweep runs every
+  hidden test under 20 other base seeds.
 * End-to-end part: the real ``otter assign`` on the master, then the real ``otter run`` with the
   generated autograder zip on the solution notebook (full marks) and on the student notebook
   (zero on every test).
@@ -16,13 +19,15 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import nbformat
 import pytest
 import yaml
 
-from _masters import (assert_fails_exactly, assert_question_cases, compiled_tests, failures,
-                      grade_timed, master_parts, master_path, namespace, otter, run_test)
+from _masters import (assert_fails_exactly, assert_hidden_tests_self_contained, assert_question_cases,
+                      compiled_tests, failures, grade_timed, master_parts, master_path, namespace, otter,
+                      run_test)
 
 NAME = "a3_dying_relu"
 MASTER = master_path(NAME)
@@ -43,6 +48,7 @@ TARGET = "abs"
 TARGET_RANGE = float(np.ptp(lu_target(TARGET, GRID)))
 """
 OTTER_TIMEOUT = 1800
+BAND_STEPS = 4
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +57,30 @@ def master():
     return configs, solutions, compiled_tests(tests)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_memo():
+    from gradkit.bands import clear_memo
+
+    clear_memo()
+    yield
+    clear_memo()
+
+
 def _tests_of(fns, question, hidden=None):
     return [n for n, (q, h, _, _) in fns.items() if q == question and (hidden is None or h == hidden)]
+
+
+def _test_of(case: str) -> str:
+    """The test a case belongs to: a banded case ``<test>_band_<k>`` counts as ``<test>``."""
+    return re.sub(r"_band_\d+$", "", case)
+
+
+def _failed_tests(fns, names, ns) -> dict:
+    """{test (bands merged): [messages]} of the tests in ``names`` that fail on ``ns``."""
+    out: dict = {}
+    for case, msg in failures(fns, names, ns).items():
+        out.setdefault(_test_of(case), []).append(msg)
+    return out
 
 
 # --------------------------------------------------------------------------- layout and config
@@ -63,6 +91,23 @@ def test_master_layout():
     assert all(configs[q].get("manual") is True for q in MANUAL)
     assert set(solutions) == set(POINTS)
     assert_question_cases(tests, POINTS)
+    assert_hidden_tests_self_contained(tests, NAME)
+    for name, (_, hidden, _, src) in tests.items():
+        if hidden:  # a per-submission seed, from every student object the test receives, printed
+            params = re.search(rf"def {name}\((.*?)\)", src).group(1)
+            assert f'submission_seed(tol["seed"], {params})' in src, name
+            assert "print(seed_note(seed))" in src or ("note = seed_note(seed)" in src and "print(note)" in src), name
+    from gradkit.checks.a3_dying_relu import CHECKS
+
+    for check in CHECKS:  # a banded test: BAND_STEPS hidden cases of equal points, case k = step k
+        cases = {n: e for n, e in tests.items() if _test_of(n) == check.test}
+        assert sorted(cases) == [f"{check.test}_band_{k}" for k in range(1, BAND_STEPS + 1)], check.test
+        assert len({e[2] for e in cases.values()}) == 1, f"{check.test}: band cases need equal points"
+        for n, (_, hidden, _, src) in cases.items():
+            k = int(n.rsplit("_", 1)[1])
+            assert hidden and f"assert_band_step(\n        value, {k}, {BAND_STEPS}," in src, n
+            assert f'tol["{check.full}"]' in src and f'tol["{check.zero}"]' in src, n
+            assert f"{check.statistic.__name__}(" in src and f'memo(("{check.test}", seed,' in src, n
     for name, (_, hidden, _, src) in tests.items():
         body = src.split('""" # END TEST CONFIG\n')[-1]
         lines = body.splitlines()
@@ -79,21 +124,33 @@ def test_master_layout():
 
 
 def test_grading_section_complete_and_consistent():
-    """Every tol[...] key a test reads exists, every key is used, and the collapse definition is gradkit's."""
+    """Every tol[...] key a test or a statistic reads exists, every key is used, and the collapse
+    definition and the study's networks are gradkit's."""
+    import inspect
+
+    import gradkit.checks.a3_dying_relu as module
+    from gradkit.checks import direction
     from gradkit.config import load_config, tolerances
-    from gradkit.ensemble import DEFAULT_GRID_POINTS, DEFAULT_RTOL
+    from gradkit.ensemble import DEFAULT_GRID_POINTS, DEFAULT_RTOL, collapse_rate
 
     tol = tolerances(NAME)
-    used = set()
-    for _, _, _, src in master_parts(MASTER)[2].values():
+    sources = [src for *_, src in master_parts(MASTER)[2].values()] + [Path(module.__file__).read_text()]
+    used = {k for c in module.CHECKS for k in (c.full, c.zero)}
+    for src in sources:
         used |= set(re.findall(r"""tol\[\s*["'](\w+)["']\s*\]""", src))
     assert used <= set(tol), f"keys missing in grading.yml: {sorted(used - set(tol))}"
     assert set(tol) <= used, f"unused keys in grading.yml: {sorted(set(tol) - used)}"
     cfg = load_config()
     assert tol["rtol"] == cfg["collapse"]["rtol"] == DEFAULT_RTOL
     assert tol["grid_points"] == cfg["collapse"]["grid_points"] == DEFAULT_GRID_POINTS
+    defaults = {k: p.default for k, p in inspect.signature(collapse_rate).parameters.items()}
+    assert tol["study_depth"] == defaults["depth"] == cfg["study"]["depth"]
+    assert tol["study_width"] == defaults["width"] == cfg["study"]["width"]
+    assert tol["study_confidence"] != defaults["confidence"]  # so that dropping `confidence` shows
     assert tol["default_slope"] in tol["slopes"]
-    assert 0 < tol["margin"] < 1
+    assert 0 < tol["margin"] < 1 and tol["rtol"] < tol["live_range_fraction"] < 1
+    assert direction(tol["relu_rate_full"], tol["relu_rate_zero"]) is True     # ReLU: larger is right
+    assert direction(tol["leaky_rate_full"], tol["leaky_rate_zero"]) is False  # leaky: smaller is right
 
 
 def test_prelude_matches_master_setup():
@@ -277,41 +334,104 @@ def test_q3_variants_fail_the_right_tests(master, variant):
 
 # --------------------------------------------------------------------------- the study (q4)
 
-def test_reference_counts_still_hold():
-    """Re-measure grading.yml's reference counts with gradkit's own activations and detector.
+def test_checks_module():
+    """The statistics module: small, one Check per banded test, reference components that run."""
+    import gradkit.checks.a3_dying_relu as module
 
-    The counts are baked (not recomputed inside the hidden test, which would double its time). On the
-    machine that measured them the run is deterministic and reproduces them exactly; elsewhere (other
-    CPU, other XLA) a few borderline members may flip, which the acceptance interval absorbs.
-    """
+    assert len(Path(module.__file__).read_text().splitlines()) <= 300
+    assert {c.test for c in module.CHECKS} == {"test_run_study_relu", "test_run_study_leaky"}
     from gradkit.config import tolerances
-    from gradkit.ensemble import collapse_rate
+
+    ref = module.CHECKS[0].reference(tolerances(NAME))
+    assert set(ref) == {"run_study", "leaky_relu", "is_collapsed"}
+
+
+def test_born_dead_matches_theory():
+    """born_dead() (the ReLU check's exact side condition) finds as many born-dead networks as Part 3's
+    theory allows: P(born dead) lies in the Bonferroni band [1 - 2 (1 - p), p], p = 1 - (3/4)^10,
+    so the count of study_members i.i.d. networks lies in the 1 - 1e-4 Wilson interval of the band."""
+    from gradkit.checks.a3_dying_relu import born_dead
+    from gradkit.config import tolerances
     from gradkit.stats import wilson_interval
 
     tol = tolerances(NAME)
-    n, conf = tol["study_members"], tol["study_confidence"]
-    counts = {}
-    for act, key in (("relu", "relu_ref_count"), ("leaky_relu", "leaky_ref_count")):
-        res = collapse_rate(act, members=n, epochs=tol["study_epochs"], seed=tol["study_seed"], progress=False)
-        counts[act] = res.count
-        assert res.n == n and not res.diverged.any()
-        lo, hi = wilson_interval(tol[key], n, conf)
-        assert lo <= res.count / n <= hi, f"{act}: {res.count}/{n} no longer matches grading.yml {key}={tol[key]}"
-    print("re-measured reference counts:", counts, "baked:", tol["relu_ref_count"], tol["leaky_ref_count"])
-    assert wilson_interval(counts["leaky_relu"], n, conf)[1] < wilson_interval(counts["relu"], n, conf)[0]
+    n = tol["study_members"]
+    p = 1.0 - (1.0 - 2.0 ** -tol["study_width"]) ** tol["study_depth"]
+    for seed in (0, 12345):
+        k = int(born_dead(tol, seed).sum())
+        lo, hi = wilson_interval(k, n, 1 - 1e-4)
+        assert lo <= p and hi >= 1 - 2 * (1 - p), f"seed {seed}: {k}/{n} born dead, band [{1 - 2 * (1 - p):.3f}, {p:.3f}]"
+
+
+def test_solution_passes_every_hidden_test(master):
+    """The solution passes every hidden test (q4 included: two 500-network studies); times printed."""
+    _, solutions, fns = master
+    ns = namespace(PRELUDE, *(solutions[q] for q in POINTS))
+    times = {}
+    for name, (_, hidden, _, test_fn) in fns.items():
+        if hidden:
+            t0 = time.perf_counter()
+            message = run_test(test_fn, ns)
+            times[name] = round(time.perf_counter() - t0, 2)
+            assert message is None, f"{name} fails on the solution: {message}"
+    print(times)
 
 
 RUN_STUDY_VARIANTS = {
-    # name: (source of run_study, q4 hidden tests that must fail)
+    # name: (source of run_study, q4 hidden tests that must fail; banded tests earn none of their cases)
     "ignores_epochs": ("""
 def run_study(activation, members=1000, *, epochs=10, seed=0, confidence=0.95, progress=True):
     return collapse_rate(activation, members=members, epochs=10, seed=seed, confidence=confidence,
                          detector=lambda o: is_collapsed(o, TARGET_RANGE), progress=progress)
+""", {"test_run_study_relu", "test_run_study_leaky"}),
+    "ignores_seed": ("""
+def run_study(activation, members=1000, *, epochs=10, seed=0, confidence=0.95, progress=True):
+    return collapse_rate(activation, members=members, epochs=epochs, confidence=confidence,
+                         detector=lambda o: is_collapsed(o, TARGET_RANGE), progress=progress)
+""", {"test_run_study_relu"}),
+    "ignores_members": ("""
+def run_study(activation, members=1000, *, epochs=10, seed=0, confidence=0.95, progress=True):
+    return collapse_rate(activation, members=100, epochs=epochs, seed=seed, confidence=confidence,
+                         detector=lambda o: is_collapsed(o, TARGET_RANGE), progress=progress)
+""", {"test_run_study_public", "test_run_study_relu", "test_run_study_leaky"}),
+    "ignores_confidence": ("""
+def run_study(activation, members=1000, *, epochs=10, seed=0, confidence=0.95, progress=True):
+    return collapse_rate(activation, members=members, epochs=epochs, seed=seed,
+                         detector=lambda o: is_collapsed(o, TARGET_RANGE), progress=progress)
+""", {"test_run_study_relu", "test_run_study_leaky"}),
+    "always_relu": ("""
+def run_study(activation, members=1000, *, epochs=10, seed=0, confidence=0.95, progress=True):
+    return collapse_rate("relu", members=members, epochs=epochs, seed=seed, confidence=confidence,
+                         detector=lambda o: is_collapsed(o, TARGET_RANGE), progress=progress)
 """, {"test_run_study_leaky"}),
+    "detector_reversed": ("""
+def run_study(activation, members=1000, *, epochs=10, seed=0, confidence=0.95, progress=True):
+    return collapse_rate(activation, members=members, epochs=epochs, seed=seed, confidence=confidence,
+                         detector=lambda o: ~is_collapsed(o, TARGET_RANGE), progress=progress)
+""", {"test_run_study_relu", "test_run_study_leaky"}),
+    "returns_rate": ("""
+def run_study(activation, members=1000, *, epochs=10, seed=0, confidence=0.95, progress=True):
+    return collapse_rate(activation, members=members, epochs=epochs, seed=seed, confidence=confidence,
+                         detector=lambda o: is_collapsed(o, TARGET_RANGE), progress=progress).rate
+""", {"test_run_study_public", "test_run_study_relu", "test_run_study_leaky"}),
     "blank_stub": ("""
 def run_study(activation, members=1000, *, epochs=10, seed=0, confidence=0.95, progress=True):
     ...
 """, {"test_run_study_public", "test_run_study_relu", "test_run_study_leaky"}),
+    # correct alternatives
+    "ok_default_detector": ("""
+def run_study(activation, members=1000, *, epochs=10, seed=0, confidence=0.95, progress=True):
+    return collapse_rate(activation, members=members, epochs=epochs, seed=seed, target="abs",
+                         confidence=confidence, progress=progress)
+""", set()),
+    "ok_summarize": ("""
+def run_study(activation, members=1000, *, epochs=10, seed=0, confidence=0.95, progress=True):
+    from gradkit.ensemble import summarize_collapse
+    res = collapse_rate(activation, members=members, epochs=epochs, seed=seed, confidence=confidence,
+                        progress=progress)
+    return summarize_collapse(res.outputs, scale=TARGET_RANGE, losses=res.losses, confidence=confidence,
+                              detector=lambda o: is_collapsed(o, TARGET_RANGE), activation=res.activation)
+""", set()),
 }
 
 
@@ -321,9 +441,33 @@ def test_q4_variants_fail_the_right_tests(master, variant):
     _, solutions, fns = master
     source, must_fail = RUN_STUDY_VARIANTS[variant]
     ns = namespace(PRELUDE, solutions["q1"], solutions["q2"], source)
-    names = [n for n in _tests_of(fns, "q4") if variant != "ignores_epochs" or n == "test_run_study_leaky"]
-    failed = failures(fns, names, ns)
-    assert set(failed) == must_fail & set(names), f"{variant}: failed {sorted(failed)}: {failed}"
+    failed = _failed_tests(fns, _tests_of(fns, "q4"), ns)
+    assert set(failed) == must_fail, f"{variant}: failed {sorted(failed)}, expected {sorted(must_fail)}: {failed}"
+    for test in must_fail - {"test_run_study_public"}:
+        assert len(failed[test]) == BAND_STEPS, f"{variant}: {test} must earn no credit: {failed[test]}"
+        assert all("hidden-test seed" in m for m in failed[test]), failed[test]
+
+
+@pytest.mark.slow
+def test_seed_sweep(master, monkeypatch):
+    """The solution passes every hidden test under 20 other base seeds (tol["seed"] replaced)."""
+    import gradkit.config
+    from gradkit.bands import clear_memo
+
+    _, solutions, fns = master
+    ns = namespace(PRELUDE, *(solutions[q] for q in POINTS))
+    hidden = [n for n, (_, h, _, _) in fns.items() if h]
+    real = gradkit.config.tolerances
+    passed, report = 0, []
+    for base in range(100, 120):
+        monkeypatch.setattr(gradkit.config, "tolerances", lambda name, path=None, _b=base: {**real(name, path), "seed": _b})
+        clear_memo()
+        t0 = time.time()
+        failed = failures(fns, hidden, ns)
+        passed += not failed
+        report.append(f"base seed {base}: {'ok' if not failed else failed} ({time.time() - t0:.0f} s)")
+    print("\n" + "\n".join(report))
+    assert passed == 20, "\n".join(report)
 
 
 # --------------------------------------------------------------------------- otter end to end

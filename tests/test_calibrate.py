@@ -60,3 +60,16 @@ def test_too_tight_bound_misses_the_budget():
     rep = summarize(_check(), "toy", tol, run_check(_check(), tol, range(300)), seconds=0.0)
     assert 1e-3 < rep.tail_prob < 0.1 and not rep.meets_budget
     json.dumps(rep.values)  # serialisable for calibration/<name>.json
+
+
+@pytest.mark.parametrize("name", ["a1_clipping", "a2_init", "a3_dying_relu", "a4_resnet"])
+def test_every_stochastic_check_declares_a_budget(name):
+    """grading.yml budgets.<name> names every stochastic hidden test of gradkit.checks.<name>, each with
+    a false-fail budget <= 1e-4 per evaluation and a method (issue 10)."""
+    from pathlib import Path
+
+    from gradkit.calibrate import DEFAULT_BUDGET, budgets, checks_of
+
+    declared = budgets(name, Path(__file__).resolve().parents[1] / "grading.yml")
+    assert set(declared) == {c.test for c in checks_of(name)}, "budgets must name exactly the stochastic tests"
+    assert all(0 < e["budget"] <= DEFAULT_BUDGET for e in declared.values())

@@ -43,7 +43,7 @@ CHILD = Path(__file__).with_name("_gradechild.py")
 # Run the child as a script without importing the gradkit package (which imports Keras).
 _BOOT = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
 _SUSPICIOUS_MEMBER = re.compile(r"^(tests|gradkit)/|(^|/)grading\.ya?ml$|\.(py|pth)$")
-_TIMEOUT_TEXT = re.compile(r"timeout after [0-9.]+ s(?: in [\w .'()-]+?)?(?=[\n;:,]|$)", re.M)
+_TIMEOUT_TEXT = re.compile(r"timeout after [0-9.]+ s(?: in [^\n;:,\[]*[^\s;:,\[])?")
 _OOM_TEXT = re.compile(r"MemoryError|std::bad_alloc|Cannot allocate memory|out of memory|OOM", re.IGNORECASE)
 
 

@@ -86,12 +86,24 @@ def restore_libraries() -> list[str]:
                     _PRISTINE[("keras.ops", name)] = orig
                     restored.append(f"keras.ops.{name}")
                     break
-    for modname, m in list(sys.modules.items()):
-        if modname.startswith("gradkit.") and modname != __name__ and m is not None \
-                and any(_planted(v) for v in list(vars(m).values())):
+    for modname, m in _gradkit_modules():
+        if any(_planted(v) for v in list(vars(m).values())):
             importlib.reload(m)
             restored.append(modname)
     return restored
+
+
+_GRADKIT_MODULES: tuple[int, list] = (-1, [])
+
+
+def _gradkit_modules() -> list:
+    """``[(name, module)]`` of the loaded gradkit submodules but this one (rescanned when
+    ``sys.modules`` changes size: a scan of thousands of modules per student call adds up)."""
+    global _GRADKIT_MODULES
+    if _GRADKIT_MODULES[0] != len(sys.modules):
+        _GRADKIT_MODULES = (len(sys.modules), [(k, m) for k, m in list(sys.modules.items())
+                                               if k.startswith("gradkit.") and k != __name__ and m is not None])
+    return _GRADKIT_MODULES[1]
 
 
 class StudentTimeout(AssertionError):
