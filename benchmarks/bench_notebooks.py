@@ -2,9 +2,11 @@
 
     .venv/bin/python benchmarks/bench_notebooks.py [--assignments a2_init] [--quick]
 
-``autograder/<a>/solution.ipynb`` (the student notebook with the solutions filled in) is executed
-by a real Jupyter kernel (nbclient), in a fresh folder where it is saved as ``<a>.ipynb`` so
-that its ``grader = otter.Notebook("<a>.ipynb")`` cell and every ``grader.check`` work as they
+The cells of ``autograder/<a>/solution.ipynb`` (the student notebook with the solutions filled in)
+with the otter metadata of the student release ``assignments/<a>/<a>.ipynb`` (its public tests:
+the autograder's copy carries the hidden tests too, which ``grader.check`` would run) are executed
+by a real Jupyter kernel (nbclient), in a fresh folder where the notebook is saved as ``<a>.ipynb``
+so that its ``grader = otter.Notebook("<a>.ipynb")`` cell and every ``grader.check`` work as they
 do for a student. Every cell runs, the long ``otter_ignore`` studies included; only the final
 export cell (``grader.export(...)``, which writes the submission zip and would run the
 notebook a second time) is left out. Per-cell times come from the kernel's own timestamps.
@@ -45,9 +47,14 @@ def run_notebook(name: str, *, include_ignored: bool = True, timeout: int = 900)
 
     src = ROOT / "autograder" / name / "solution.ipynb"
     nb = nbformat.read(str(src), as_version=4)
+    # The autograder's solution notebook carries EVERY test (hidden ones too) in its otter metadata,
+    # and grader.check runs what the metadata holds; a student's notebook carries the public tests
+    # only. So: the solution's cells with the student release's metadata.
+    student = nbformat.read(str(ROOT / "assignments" / name / f"{name}.ipynb"), as_version=4)
+    nb.metadata["otter"] = student.metadata.get("otter", {})
     work = Path(tempfile.mkdtemp(prefix=f"bench-nb-{name}-"))
     try:
-        shutil.copy(src, work / f"{name}.ipynb")  # what otter.Notebook(...) opens for its public tests
+        nbformat.write(nb, str(work / f"{name}.ipynb"))  # what otter.Notebook(...) opens for its tests
         keep = []
         for cell in nb.cells:
             if cell.cell_type == "code" and "grader.export(" in cell.source:
@@ -63,7 +70,7 @@ def run_notebook(name: str, *, include_ignored: bool = True, timeout: int = 900)
         wall, cpu = time.perf_counter() - t0, children_cpu() - c0
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    cells, errors = [], []
+    cells, errors, checks = [], [], []
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
@@ -76,7 +83,13 @@ def run_notebook(name: str, *, include_ignored: bool = True, timeout: int = 900)
                       if cell.source.strip() else ""})
         errs = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
         errors += [f"cell {i} ({kind}): {o.get('ename')}: {o.get('evalue', '')[:200]}" for o in errs]
-    return {"assignment": name, "wall_s": wall, "cpu_s": cpu, "cells": cells, "errors": errors,
+        if kind == "grader.check":
+            text = " ".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+                            for o in cell.get("outputs", []))
+            checks.append({"index": i, "output": text[:300]})
+            if "passed" not in text.lower() or "fail" in text.lower():
+                errors.append(f"cell {i} ({cell.source.strip()}): public tests did not all pass: {text[:200]!r}")
+    return {"assignment": name, "wall_s": wall, "cpu_s": cpu, "cells": cells, "errors": errors, "checks": checks,
             "include_ignored": include_ignored}
 
 
