@@ -147,6 +147,19 @@ def failures(tests: dict, names, ns: dict) -> dict:
     return {n: m for n in names if (m := run_test(tests[n][3], ns)) is not None}
 
 
+def band_case_test(case: str) -> str:
+    """The test a case belongs to: a banded case ``<test>_band_<k>`` counts as ``<test>``."""
+    return re.sub(r"_band_\d+$", "", case)
+
+
+def failed_by_test(tests: dict, names, ns: dict) -> dict:
+    """``{test (band cases merged): [messages]}`` of the tests in ``names`` that fail on ``ns``."""
+    out: dict = {}
+    for case, msg in failures(tests, names, ns).items():
+        out.setdefault(band_case_test(case), []).append(msg)
+    return out
+
+
 def assert_fails_exactly(tests: dict, names, ns: dict, must_fail: set, variant: str) -> dict:
     """Run ``names`` on ``ns``; exactly ``must_fail`` may fail. Returns the failures' messages."""
     failed = failures(tests, names, ns)

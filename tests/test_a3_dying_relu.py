@@ -25,7 +25,7 @@ import nbformat
 import pytest
 import yaml
 
-from _masters import (assert_fails_exactly, assert_hidden_tests_self_contained, assert_question_cases,
+from _masters import (band_case_test, failed_by_test, assert_fails_exactly, assert_hidden_tests_self_contained, assert_question_cases,
                       compiled_tests, failures, grade_timed, master_parts, master_path, namespace, otter,
                       run_test)
 
@@ -70,17 +70,6 @@ def _tests_of(fns, question, hidden=None):
     return [n for n, (q, h, _, _) in fns.items() if q == question and (hidden is None or h == hidden)]
 
 
-def _test_of(case: str) -> str:
-    """The test a case belongs to: a banded case ``<test>_band_<k>`` counts as ``<test>``."""
-    return re.sub(r"_band_\d+$", "", case)
-
-
-def _failed_tests(fns, names, ns) -> dict:
-    """{test (bands merged): [messages]} of the tests in ``names`` that fail on ``ns``."""
-    out: dict = {}
-    for case, msg in failures(fns, names, ns).items():
-        out.setdefault(_test_of(case), []).append(msg)
-    return out
 
 
 # --------------------------------------------------------------------------- layout and config
@@ -100,7 +89,7 @@ def test_master_layout():
     from gradkit.checks.a3_dying_relu import CHECKS
 
     for check in CHECKS:  # a banded test: BAND_STEPS hidden cases of equal points, case k = step k
-        cases = {n: e for n, e in tests.items() if _test_of(n) == check.test}
+        cases = {n: e for n, e in tests.items() if band_case_test(n) == check.test}
         assert sorted(cases) == [f"{check.test}_band_{k}" for k in range(1, BAND_STEPS + 1)], check.test
         assert len({e[2] for e in cases.values()}) == 1, f"{check.test}: band cases need equal points"
         for n, (_, hidden, _, src) in cases.items():
@@ -441,7 +430,7 @@ def test_q4_variants_fail_the_right_tests(master, variant):
     _, solutions, fns = master
     source, must_fail = RUN_STUDY_VARIANTS[variant]
     ns = namespace(PRELUDE, solutions["q1"], solutions["q2"], source)
-    failed = _failed_tests(fns, _tests_of(fns, "q4"), ns)
+    failed = failed_by_test(fns, _tests_of(fns, "q4"), ns)
     assert set(failed) == must_fail, f"{variant}: failed {sorted(failed)}, expected {sorted(must_fail)}: {failed}"
     for test in must_fail - {"test_run_study_public"}:
         assert len(failed[test]) == BAND_STEPS, f"{variant}: {test} must earn no credit: {failed[test]}"

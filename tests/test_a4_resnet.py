@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from _masters import (assert_fails_exactly, assert_hidden_tests_self_contained, assert_question_cases,
+from _masters import (band_case_test, failed_by_test, assert_fails_exactly, assert_hidden_tests_self_contained, assert_question_cases,
                       compiled_tests, failures, grade, master_parts, master_path, namespace, otter, setup_source)
 
 NAME = "a4_resnet"
@@ -60,17 +60,6 @@ def _hidden(tests, question=None):
     return [n for n, (q, hidden, _, _) in tests.items() if hidden and question in (None, q)]
 
 
-def _test_of(case: str) -> str:
-    """The test a case belongs to: a banded case ``<test>_band_<k>`` counts as ``<test>``."""
-    return re.sub(r"_band_\d+$", "", case)
-
-
-def _failed_tests(tests, names, ns) -> dict:
-    """{test (bands merged): [messages]} of the hidden tests in ``names`` that fail on ``ns``."""
-    out: dict = {}
-    for case, msg in failures(tests, names, ns).items():
-        out.setdefault(_test_of(case), []).append(msg)
-    return out
 
 
 def _with(ns: dict, code: str) -> dict:
@@ -96,7 +85,7 @@ def test_master_layout():
     from gradkit.checks.a4_resnet import CHECKS
 
     for check in CHECKS:
-        cases = {n: e for n, e in tests.items() if _test_of(n) == check.test and n != check.test}
+        cases = {n: e for n, e in tests.items() if band_case_test(n) == check.test and n != check.test}
         assert sorted(cases) == [f"{check.test}_band_{k}" for k in range(1, BAND_STEPS + 1)], check.test
         assert len({e[2] for e in cases.values()}) == 1, f"{check.test}: band cases need equal points"
         for n, (_, hidden, _, src) in cases.items():
@@ -351,7 +340,7 @@ def test_q2_tests_catch_wrong_networks(master, variant):
     """Each wrong build_resnet fails exactly its tests; a failed banded test fails all its cases."""
     ns, tests = master
     code, must_fail = RESNET_MUST_FAIL[variant]
-    failed = _failed_tests(tests, _hidden(tests, "q2"), _with(ns, code))
+    failed = failed_by_test(tests, _hidden(tests, "q2"), _with(ns, code))
     assert set(failed) == must_fail, f"{variant}: failed {sorted(failed)}, expected {sorted(must_fail)}: {failed}"
     for test in must_fail - {"test_resnet_structure"}:
         assert len(failed[test]) == BAND_STEPS, f"{variant}: {test} must earn no credit: {failed[test]}"
