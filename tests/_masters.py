@@ -160,6 +160,40 @@ def failed_by_test(tests: dict, names, ns: dict) -> dict:
     return out
 
 
+def solution_passes(tests: dict, names, ns: dict) -> dict:
+    """Run the tests ``names`` on ``ns`` (the solution's namespace); each must pass. Prints and returns
+    ``{name: seconds}``: speed is judged by ``benchmarks/bench_hidden.py``, never asserted in a test."""
+    times = {}
+    for name in names:
+        t0 = time.perf_counter()
+        message = run_test(tests[name][3], ns)
+        times[name] = round(time.perf_counter() - t0, 2)
+        assert message is None, f"{name} fails on the solution: {message}"
+    print(f"\nseconds per test: {times}; hidden total {sum(t for n, t in times.items() if tests[n][1]):.1f} s")
+    return times
+
+
+def sweep_base_seeds(monkeypatch, tests: dict, hidden, ns: dict, bases) -> None:
+    """Every test of ``hidden`` passes on ``ns`` under each base seed of ``bases`` (grading.yml's
+    ``seed`` replaced through ``gradkit.config.tolerances``; memoized statistics forgotten per seed)."""
+    import gradkit.config
+    from gradkit.bands import clear_memo
+
+    real = gradkit.config.tolerances
+    report, passed = [], 0
+    for base in bases:
+        monkeypatch.setattr(gradkit.config, "tolerances",
+                            lambda name, *a, _b=base, **kw: {**real(name, *a, **kw), "seed": _b})
+        clear_memo()
+        t0 = time.perf_counter()
+        failed = failures(tests, hidden, ns)
+        passed += not failed
+        report.append(f"base seed {base}: {'ok' if not failed else failed} ({time.perf_counter() - t0:.0f} s)")
+    clear_memo()
+    print("\n" + "\n".join(report))
+    assert passed == len(bases), f"{passed}/{len(bases)} base seeds pass:\n" + "\n".join(report)
+
+
 def assert_fails_exactly(tests: dict, names, ns: dict, must_fail: set, variant: str) -> dict:
     """Run ``names`` on ``ns``; exactly ``must_fail`` may fail. Returns the failures' messages."""
     failed = failures(tests, names, ns)

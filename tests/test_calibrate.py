@@ -73,3 +73,46 @@ def test_every_stochastic_check_declares_a_budget(name):
     declared = budgets(name, Path(__file__).resolve().parents[1] / "grading.yml")
     assert set(declared) == {c.test for c in checks_of(name)}, "budgets must name exactly the stochastic tests"
     assert all(0 < e["budget"] <= DEFAULT_BUDGET for e in declared.values())
+
+
+def test_spread_seeds_are_distinct_reproducible_and_not_consecutive():
+    """Runs must not share trainings: a1 trains with seeds s, s + 1, s + 2, so consecutive run seeds would."""
+    from gradkit.calibrate import spread_seeds
+    from gradkit.seeding import SEED_LIMIT
+
+    seeds = spread_seeds(300, 10_000)
+    assert seeds == spread_seeds(300, 10_000) and seeds != spread_seeds(300, 10_001)
+    assert len(set(seeds)) == 300 and all(0 <= s < SEED_LIMIT for s in seeds)
+    gaps = np.diff(np.sort(seeds))
+    # the largest offset a statistic adds to its seed is a4's 9 x seed_stride = 9000 (a1: + 2 fits,
+    # + 100 loop runs), so no two runs of this seed list share a model seed
+    assert gaps.min() > 9000
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", ["a1_clipping", "a2_init", "a3_dying_relu", "a4_resnet"])
+def test_committed_calibration_meets_every_budget(name):
+    """calibration/<name>.json (written by `gradkit calibrate`, issue 10): >= 300 runs per stochastic check at
+    the bounds grading.yml has now, no false fail, empirical tails within budget, power >= 0.99."""
+    from gradkit.calibrate import calibration_problems
+
+    assert calibration_problems(name, ROOT / "grading.yml") == []
+
+
+def test_calibration_problems_sees_a_changed_bound(tmp_path):
+    """Tightening a bound after calibrating makes the committed calibration stale."""
+    from gradkit.calibrate import calibration_problems
+
+    doc = json.loads((ROOT / "calibration" / "a4_resnet.json").read_text())
+    key = next(k for k in doc["checks"] if k.startswith("test_resnet_trains"))
+    doc["checks"][key]["bound"] += 0.01
+    doc["checks"][key]["false_fails"] = 2
+    doc["checks"][key]["power"] = {}
+    (tmp_path / "a4_resnet.json").write_text(json.dumps(doc))
+    problems = calibration_problems("a4_resnet", ROOT / "grading.yml", tmp_path / "a4_resnet.json")
+    assert any("re-run gradkit calibrate" in p for p in problems)
+    assert any("2 of" in p for p in problems) and any("unmeasured" in p for p in problems)
+    assert calibration_problems("a4_resnet", ROOT / "grading.yml", tmp_path / "missing.json")[0].endswith(
+        "run `gradkit calibrate a4_resnet`")

@@ -26,11 +26,12 @@ import numpy as np
 
 from gradkit.checks import Check
 
-__all__ = ["CheckReport", "checks_of", "budgets", "run_check", "summarize", "sweep", "calibrate", "format_reports",
-           "DEFAULT_BUDGET", "MIN_CALIBRATION_RUNS"]
+__all__ = ["CheckReport", "checks_of", "budgets", "spread_seeds", "run_check", "run_checks", "summarize", "sweep", "calibrate", "calibration_problems", "format_reports",
+           "DEFAULT_BUDGET", "MIN_CALIBRATION_RUNS", "MIN_POWER"]
 
 DEFAULT_BUDGET = 1e-4  # issue 10: false-fail probability per evaluation, at most
 MIN_CALIBRATION_RUNS = 300  # issue 10: empirical bounds rest on >= 300 reference runs
+MIN_POWER = 0.99  # issue 10: each wrong answer must fail the full-credit bound with at least this probability
 
 
 def checks_of(name: str) -> tuple[Check, ...]:
@@ -42,25 +43,58 @@ def checks_of(name: str) -> tuple[Check, ...]:
     return tuple(module.CHECKS)
 
 
+def spread_seeds(n: int, first_seed: int) -> list[int]:
+    """``n`` distinct seeds in ``[0, SEED_LIMIT)`` drawn by ``default_rng(first_seed)``, like per-submission seeds.
+
+    Consecutive integers would not do: a statistic uses ``seed + k`` (a1's fits) or ``seed + k * stride``
+    (a1's loop runs), so runs ``s`` and ``s + 1`` would share trainings and not be independent.
+    """
+    from gradkit.seeding import SEED_LIMIT
+
+    rng, out, seen = np.random.default_rng(first_seed), [], set()
+    while len(out) < n:
+        s = int(rng.integers(0, SEED_LIMIT))
+        if s not in seen:
+            seen.add(s)
+            out.append(s)
+    return out
+
+
 def run_check(check: Check, tol: Mapping[str, Any], seeds: Sequence[int],
               components: Mapping[str, Any] | None = None, progress: Callable[[int], None] | None = None) -> np.ndarray:
     """``check.statistic(components, tol, seed)`` for each seed (reference components by default).
 
     A run that raises (a timeout, a crash) gives NaN: it counts as a failure, never as a pass.
     """
+    comps = check.reference(tol) if components is None else components
+    values, _ = run_checks([(check, comps)], tol, seeds, progress)
+    return values[0]
+
+
+def run_checks(jobs: Sequence[tuple[Check, Mapping[str, Any]]], tol: Mapping[str, Any], seeds: Sequence[int],
+               progress: Callable[[int], None] | None = None) -> tuple[list[np.ndarray], list[float]]:
+    """Every ``(check, components)`` of ``jobs`` under each seed: ``([values per job], [seconds per job])``.
+
+    Seed-major, as one submission is graded: the memo of :mod:`gradkit.bands` is cleared once per
+    seed, so statistics of one test that share a computation (a2's three ReLU statistics) compute
+    it once per seed. A run that raises gives NaN (a failure, never a pass).
+    """
     from gradkit.bands import clear_memo
 
-    comps = check.reference(tol) if components is None else components
-    values = []
+    values, seconds = [[] for _ in jobs], [0.0] * len(jobs)
     for seed in seeds:
         clear_memo()
-        try:
-            values.append(float(check.statistic(comps, tol, int(seed))))
-        except Exception:  # noqa: BLE001 - a failing run is data: it fails the bound
-            values.append(math.nan)
+        for i, (check, comps) in enumerate(jobs):
+            t0 = time.perf_counter()
+            try:
+                values[i].append(float(check.statistic(comps, tol, int(seed))))
+            except Exception:  # noqa: BLE001 - a failing run is data: it fails the bound
+                values[i].append(math.nan)
+            seconds[i] += time.perf_counter() - t0
         if progress:
             progress(1)
-    return np.asarray(values, dtype=float)
+    clear_memo()
+    return [np.asarray(v, dtype=float) for v in values], seconds
 
 
 def _clopper_pearson_upper(k: int, n: int, level: float = 0.95) -> float:
@@ -105,7 +139,21 @@ class CheckReport:
 
     @property
     def powerful(self) -> bool:
-        return all(p["fail_prob"] >= 0.99 for p in self.power.values())
+        return all(p["fail_prob"] >= MIN_POWER for p in self.power.values())
+
+    @property
+    def ok(self) -> bool:
+        """What ``gradkit calibrate`` demands: the budget met and (when measured) power >= 0.99."""
+        return self.meets_budget and (not self.power or self.powerful)
+
+    def sweep_shortfall(self, min_margin: float) -> str:
+        """Why a seed sweep rejects this check ("" when it does not): a false fail, or an empirical
+        bound closer than ``min_margin`` sd to the reference mean (an exact bound's statistic, e.g. a
+        p-value, has no meaningful margin in sd)."""
+        if self.false_fails or (self.method == "empirical" and not self.margin_sd >= min_margin):
+            return (f"{self.assignment} {self.test}: {self.false_fails} failure(s), margin {self.margin_sd:.2f} sd "
+                    f"(at least {min_margin:g} wanted)")
+        return ""
 
 
 def _passes(values: np.ndarray, bound: float, larger: bool) -> np.ndarray:
@@ -133,25 +181,27 @@ def summarize(check: Check, assignment: str, tol: Mapping[str, Any], values: np.
                        budget, seconds, [float(v) for v in values])
 
 
-def _power(check: Check, tol: Mapping[str, Any], seeds: Sequence[int]) -> dict[str, dict]:
-    """Per wrong answer of the check: how often it fails the full-credit bound (and earns nothing)."""
+def _power_entry(check: Check, tol: Mapping[str, Any], vals: np.ndarray) -> dict:
+    """How often a wrong answer's runs ``vals`` fail the full-credit bound: observed, and (smaller of
+    the two) from a normal fitted to the finite runs (a NaN run is a failure)."""
     from scipy.stats import norm
 
-    out = {}
-    larger = check.larger_is_better(tol)
-    bound = float(tol[check.full])
-    for label, make in (getattr(check, "wrong", None) or {}).items():
-        vals = run_check(check, tol, seeds, components=make(tol))
-        fails = int(np.sum(~_passes(vals, bound, larger)))
-        finite = vals[np.isfinite(vals)]
-        if finite.size > 1 and np.std(finite) > 0:
-            z = ((np.mean(finite) - bound) if larger else (bound - np.mean(finite))) / np.std(finite, ddof=1)
-            fitted = float(norm.cdf(-z)) * finite.size / vals.size + (vals.size - finite.size) / vals.size
-        else:
-            fitted = fails / len(vals)
-        out[label] = {"runs": len(vals), "fails": fails, "fail_prob": min(fails / len(vals), fitted),
-                      "mean": float(np.mean(finite)) if finite.size else math.nan}
-    return out
+    larger, bound = check.larger_is_better(tol), float(tol[check.full])
+    fails = int(np.sum(~_passes(vals, bound, larger)))
+    finite = vals[np.isfinite(vals)]
+    if finite.size > 1 and np.std(finite) > 0:
+        z = ((np.mean(finite) - bound) if larger else (bound - np.mean(finite))) / np.std(finite, ddof=1)
+        fitted = float(norm.cdf(-z)) * finite.size / vals.size + (vals.size - finite.size) / vals.size
+    else:
+        fitted = fails / len(vals)
+    return {"runs": len(vals), "fails": fails, "fail_prob": min(fails / len(vals), fitted),
+            "mean": float(np.mean(finite)) if finite.size else math.nan}
+
+
+def _power(check: Check, tol: Mapping[str, Any], seeds: Sequence[int]) -> dict[str, dict]:
+    """Per wrong answer of the check: how often it fails the full-credit bound (and earns nothing)."""
+    return {label: _power_entry(check, tol, run_check(check, tol, seeds, components=make(tol)))
+            for label, make in (getattr(check, "wrong", None) or {}).items()}
 
 
 def budgets(name: str, config: str | Path | None = None) -> dict[str, dict]:
@@ -176,7 +226,7 @@ def sweep(name: str, seeds: int | Sequence[int] = 20, *, tol: Mapping[str, Any] 
           budget: float | None = None, power_runs: int = 0, progress: bool = True) -> list[CheckReport]:
     """Run every check of assignment ``name`` with the reference components under ``seeds``.
 
-    ``seeds``: a count (seeds ``first_seed .. first_seed + n - 1``) or the seeds themselves.
+    ``seeds``: a count (that many :func:`spread_seeds` from ``first_seed``) or the seeds themselves.
     ``budget``: false-fail budget of every check (default: each check's from grading.yml).
     ``power_runs``: runs per wrong answer (0: skip the power study).
     """
@@ -188,28 +238,36 @@ def sweep(name: str, seeds: int | Sequence[int] = 20, *, tol: Mapping[str, Any] 
     tol = dict(tolerances(name) if tol is None else tol)
     all_checks = checks_of(name)
     per_test = {c.test: sum(d.test == c.test for d in all_checks) for c in all_checks}
-    seed_list = list(range(first_seed, first_seed + seeds)) if isinstance(seeds, int) else list(seeds)
+    seed_list = spread_seeds(seeds, first_seed) if isinstance(seeds, int) else [int(s) for s in seeds]
+    jobs = [(check, check.reference(tol)) for check in all_checks]
+    wrong = [(check, label, make(tol)) for check in all_checks for label, make in (check.wrong or {}).items()]
+    with tqdm(total=len(seed_list), desc=f"{name} reference", disable=not progress, leave=False) as bar:
+        values, seconds = run_checks(jobs, tol, seed_list, progress=bar.update)
+    with tqdm(total=min(power_runs, len(seed_list)), desc=f"{name} wrong answers",
+              disable=not progress or not (power_runs and wrong), leave=False) as bar:
+        wrong_values, _ = run_checks([(c, comps) for c, _, comps in wrong], tol,
+                                     seed_list[:power_runs] if power_runs and wrong else [], progress=bar.update)
     reports = []
-    for check in all_checks:
-        t0 = time.perf_counter()
-        with tqdm(total=len(seed_list), desc=f"{name} {check.test}", disable=not progress, leave=False) as bar:
-            values = run_check(check, tol, seed_list, progress=bar.update)
+    for (check, _), vals, secs in zip(jobs, values, seconds):
         # a test with several statistics fails when any does: each gets its share of the budget
         share = (budget if budget is not None else declared[check.test]["budget"]) / per_test[check.test]
-        rep = summarize(check, name, tol, values, time.perf_counter() - t0, share)
+        rep = summarize(check, name, tol, vals, secs, share)
         rep.method = declared.get(check.test, {}).get("method", "empirical")
         if power_runs:
-            rep.power = _power(check, tol, seed_list[:power_runs])
+            rep.power = {label: _power_entry(c, tol, v) for (c, label, _), v in zip(wrong, wrong_values) if c is check}
         reports.append(rep)
     return reports
 
 
 def calibrate(name: str, runs: int = MIN_CALIBRATION_RUNS, *, out: str | Path | None = None,
-              first_seed: int = 10_000, power_runs: int = 100, budget: float | None = None,
+              first_seed: int = 10_000, power_runs: int = 30, budget: float | None = None,
               progress: bool = True) -> list[CheckReport]:
     """:func:`sweep` with ``runs`` (>= 300) seeds and the power study; writes ``out`` (JSON).
 
     ``out`` default: ``calibration/<name>.json`` next to grading.yml.
+    ``power_runs``: runs per wrong answer; its fail probability is the smaller of the observed
+    fraction and that of a normal fitted to the runs (30 runs all failing show >= 0.905 at 95% by
+    themselves; the fitted tail is what shows >= 0.99).
     """
     if runs < MIN_CALIBRATION_RUNS:
         raise ValueError(f"calibration needs >= {MIN_CALIBRATION_RUNS} runs (issue 10), got {runs}")
@@ -224,6 +282,47 @@ def calibrate(name: str, runs: int = MIN_CALIBRATION_RUNS, *, out: str | Path | 
     return reports
 
 
+def calibration_problems(name: str, config: str | Path | None = None, path: str | Path | None = None) -> list[str]:
+    """What is wrong with ``calibration/<name>.json`` against the current grading.yml ([] when nothing).
+
+    The file must hold every check of :func:`checks_of` with at least :data:`MIN_CALIBRATION_RUNS`
+    runs, computed at the bounds grading.yml has now (a changed bound needs a new calibration), no
+    false fail, the fitted tail of an empirical bound within the test's share of its budget, and every
+    wrong answer of the check failing the full-credit bound with probability >= 0.99.
+    """
+    from gradkit.config import find_config, tolerances
+
+    path = Path(path) if path is not None else Path(find_config(config)).parent / "calibration" / f"{name}.json"
+    if not path.exists():
+        return [f"{path} is missing: run `gradkit calibrate {name}`"]
+    doc, tol, declared = json.loads(path.read_text()), tolerances(name, config), budgets(name, config)
+    problems, recorded = [], doc.get("checks", {})
+    all_checks = checks_of(name)
+    for check in all_checks:
+        key, rep = f"{check.test}:{check.name}", recorded.get(f"{check.test}:{check.name}")
+        if rep is None:
+            problems.append(f"{key}: not in {path.name}")
+            continue
+        share = declared[check.test]["budget"] / sum(c.test == check.test for c in all_checks)
+        if rep["runs"] < MIN_CALIBRATION_RUNS:
+            problems.append(f"{key}: {rep['runs']} runs < {MIN_CALIBRATION_RUNS}")
+        if rep["bound"] != float(tol[check.full]) or rep["zero"] != (float(tol[check.zero]) if check.zero else None):
+            problems.append(f"{key}: calibrated at bounds {rep['bound']} / {rep['zero']}, grading.yml has "
+                            f"{tol[check.full]} / {tol[check.zero] if check.zero else None}: re-run gradkit calibrate")
+        if rep["false_fails"]:
+            problems.append(f"{key}: {rep['false_fails']} of {rep['runs']} reference runs fail the bound")
+        if rep["method"] != declared[check.test]["method"]:
+            problems.append(f"{key}: calibrated as {rep['method']}, grading.yml says {declared[check.test]['method']}")
+        elif rep["method"] == "empirical" and not rep["tail_prob"] <= share:
+            problems.append(f"{key}: fitted P(fail) {rep['tail_prob']:.2g} exceeds the budget share {share:.2g}")
+        for label in (check.wrong or {}):
+            power = rep.get("power", {}).get(label)
+            if power is None or power["fail_prob"] < MIN_POWER:
+                problems.append(f"{key}: wrong answer {label!r} fails with probability "
+                                f"{'unmeasured' if power is None else format(power['fail_prob'], '.3f')} < 0.99")
+    return problems
+
+
 def format_reports(reports: Sequence[CheckReport]) -> str:
     """One line per check: bound, reference mean ± sd, false fails, upper bound, margin, tail, power."""
     head = ["assignment", "check", "bound", "mean", "sd", "fails/runs", "95% upper", "margin sd", "fitted P(fail)",
@@ -232,7 +331,7 @@ def format_reports(reports: Sequence[CheckReport]) -> str:
     for r in reports:
         op = ">=" if r.larger_is_better else "<="
         power = min((p["fail_prob"] for p in r.power.values()), default=math.nan)
-        verdict = "ok" if r.meets_budget and (not r.power or r.powerful) else "FAIL"
+        verdict = "ok" if r.ok else "FAIL"
         body.append([r.assignment, r.name, f"{op} {r.bound:g}", f"{r.mean:.4g}", f"{r.sd:.3g}",
                      f"{r.false_fails}/{r.runs}", f"{r.upper95:.3g}", f"{r.margin_sd:.2f}",
                      "exact" if r.method == "exact" else f"{r.tail_prob:.2e}",

@@ -182,6 +182,8 @@ def fit_ensemble(model: keras.Model, x, y, *, epochs: int, batch_size: int,
     model.compile(optimizer=optimizer, loss=EnsembleMSE(), weighted_metrics=[MemberMSE(members)],
                   jit_compile=resolve_jit(jit_compile, members * steps * epochs),
                   steps_per_execution=steps)
+    if not optimizer.built:  # its slots created inside fit's first trace make TF trace the step twice
+        optimizer.build(model.trainable_variables)
     history = np.full((epochs, members), np.nan)
     with tqdm(total=epochs, desc=f"{members} members", unit="epoch", disable=not progress) as bar:
         def on_epoch_end(epoch, logs):

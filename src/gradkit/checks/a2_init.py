@@ -269,14 +269,23 @@ def uniform_0_1(shape, dtype="float32", seed=None):
     return keras.random.uniform(tuple(shape), minval=0.0, maxval=1.0, dtype=dtype, seed=seed)
 
 
-def reference(tol: Mapping) -> dict[str, Any]:
+def _keras_initializer(make):
+    """``f(shape, dtype="float32", seed=None)`` drawing from the Keras initializer ``make(seed)``."""
+    return lambda shape, dtype="float32", seed=None: make(seed)(tuple(shape), dtype=dtype)
+
+
+_VS = keras.initializers.VarianceScaling
+#: Keras' own initialisers with the distributions asked for (plain normals, not truncated); module-level
+#: objects, so every :func:`reference` call returns the same functions and memoized statistics are shared
+_REFERENCE = {"glorot_normal": _keras_initializer(lambda s: _VS(1.0, "fan_avg", "untruncated_normal", seed=s)),
+              "glorot_uniform": _keras_initializer(lambda s: keras.initializers.GlorotUniform(seed=s)),
+              "he_normal": _keras_initializer(lambda s: _VS(2.0, "fan_in", "untruncated_normal", seed=s)),
+              "he_uniform": _keras_initializer(lambda s: keras.initializers.HeUniform(seed=s))}
+
+
+def reference(tol: Mapping) -> dict[str, Any]:  # noqa: ARG001 - the same for every section
     """Keras' own initialisers with the distributions asked for (plain normals, not truncated)."""
-    vs, _keras_fn = keras.initializers.VarianceScaling, lambda make: (
-        lambda shape, dtype="float32", seed=None: make(seed)(tuple(shape), dtype=dtype))
-    return {"glorot_normal": _keras_fn(lambda s: vs(1.0, "fan_avg", "untruncated_normal", seed=s)),
-            "glorot_uniform": _keras_fn(lambda s: keras.initializers.GlorotUniform(seed=s)),
-            "he_normal": _keras_fn(lambda s: vs(2.0, "fan_in", "untruncated_normal", seed=s)),
-            "he_uniform": _keras_fn(lambda s: keras.initializers.HeUniform(seed=s))}
+    return dict(_REFERENCE)
 
 
 def _only(*names: str, swap: bool = False):  # reference components of a test; swap Glorot <-> He: a wrong answer

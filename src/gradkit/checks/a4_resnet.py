@@ -36,7 +36,7 @@ from gradkit.models import build_resnet as _library_resnet
 from gradkit.seeding import seed_note
 
 __all__ = ["residual_block", "build_resnet", "reference", "seeded_failures", "first_layer_gradient",
-           "gradient_statistic", "training_statistic", "CHECKS"]
+           "gradient_statistic", "training_statistic", "plain_stack", "CHECKS"]
 
 
 # --------------------------------------------------------------------------- reference components
@@ -78,6 +78,15 @@ def build_resnet(depth: int, width: int, input_dim: int, output_dim: int, *, act
 def reference(tol: Mapping[str, Any]) -> dict[str, Any]:  # noqa: ARG001 - same components for every section
     """gradkit's own correct components, keyed like the student's names."""
     return {"residual_block": residual_block, "build_resnet": build_resnet}
+
+
+def plain_stack(depth: int, width: int, input_dim: int, output_dim: int, *, activation: Any = "relu",
+                initializer: Any = "he_normal", output_activation: Any = "sigmoid", seed: int | None = 0,
+                name: str = "resnet") -> keras.Model:
+    """The wrong answer the q2 bands must reject (issue 6's ``wrong_resnet_plain_stack``): ``2 x depth``
+    plain Dense layers where the blocks should be; the zero bounds sit at this control."""
+    return build_mlp(2 * depth, width, activation=activation, initializer=initializer, input_dim=input_dim,
+                     output_dim=output_dim, output_activation=output_activation, seed=seed, name=name)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -204,10 +213,14 @@ def training_statistic(components: Mapping[str, Any], tol: Mapping[str, Any], se
     return float(np.mean(finals))
 
 
+_WRONG = {"plain stack of 2 x depth Dense layers (no blocks)":
+          lambda tol: {**reference(tol), "build_resnet": plain_stack}}
+
 CHECKS = (
     Check(name="q2 first-layer gradient, ResNet vs plain (mean log10 ratio)", test="test_resnet_gradient",
           statistic=gradient_statistic, full="grad_log10_ratio_full", zero="grad_log10_ratio_zero",
-          reference=reference),
+          reference=reference, wrong=_WRONG),
     Check(name="q2 mean final training loss of small ReLU ResNets", test="test_resnet_trains",
-          statistic=training_statistic, full="train_loss_full", zero="train_loss_zero", reference=reference),
+          statistic=training_statistic, full="train_loss_full", zero="train_loss_zero", reference=reference,
+          wrong=_WRONG),
 )
