@@ -24,14 +24,35 @@ TOL = {"mean_min": -0.4, "mean_max": 0.4}
 
 
 def test_margin_and_fitted_tail_match_theory():
-    """Bound -0.4 = 4 sd below the reference mean 0: margin ~4, fitted P(fail) ~ Phi(-4) = 3.2e-5."""
-    values = run_check(_check(), TOL, range(400))
-    rep = summarize(_check(), "toy", TOL, values, seconds=0.0)
+    """Bound -0.45 = 4.5 sd below the reference mean 0: margin ~4.5, fitted P(fail) ~ Phi(-4.5) = 3.4e-6."""
+    from scipy.stats import norm
+
+    tol = {"mean_min": -0.45}
+    values = run_check(_check(), tol, range(400))
+    rep = summarize(_check(), "toy", tol, values, seconds=0.0)
     assert rep.runs == 400 and rep.false_fails == 0
     assert abs(rep.mean) < 4 * 0.1 / math.sqrt(400)  # 4 standard errors of the mean
     assert 0.1 * 0.85 < rep.sd < 0.1 * 1.15  # chi-square: 400 runs put sd within +-15% far beyond 1e-4
-    assert 3.4 < rep.margin_sd < 4.7 and rep.meets_budget
+    assert 3.6 < rep.margin_sd < 5.6 and rep.tail_normal == pytest.approx(norm.sf(rep.margin_sd))
+    # the skew-normal fit of normal data stays near the normal tail (sample skew only), within budget
+    assert rep.tail_prob == max(rep.tail_normal, rep.tail_skewnorm) < 1e-4 and rep.meets_budget
     assert rep.upper95 == pytest.approx(1 - 0.05 ** (1 / 400), rel=1e-6)  # Clopper-Pearson for 0 of n
+
+
+def test_skewed_statistic_is_judged_by_its_skewed_tail():
+    """A sum of 4 squared normals (chi-square, 4 df, skew 1.41) with its bound 4 sd above the mean: a
+    normal fit claims P(fail) = Phi(-4) = 3e-5, within budget, but the true tail is 4.1e-3; the
+    skew-normal fit sees a tail above 1e-4, so the bound misses its budget."""
+    from scipy.stats import chi2
+
+    def squares(components, tol, seed):
+        return float(np.sum(np.random.default_rng(seed).normal(size=4) ** 2))
+
+    check = Check("toy chi-square", "test_toy_chi2", squares, "sum_max", None, lambda tol: {})
+    tol = {"sum_max": 4 + 4 * math.sqrt(8)}
+    rep = summarize(check, "toy", tol, run_check(check, tol, range(400)), seconds=0.0)
+    assert rep.tail_normal < 1e-4 < rep.tail_skewnorm <= chi2.sf(tol["sum_max"], 4) * 3
+    assert rep.tail_prob == rep.tail_skewnorm and not rep.meets_budget
 
 
 def test_direction_power_and_failures_count():
@@ -59,6 +80,7 @@ def test_too_tight_bound_misses_the_budget():
     tol = {"mean_min": -0.2}
     rep = summarize(_check(), "toy", tol, run_check(_check(), tol, range(300)), seconds=0.0)
     assert 1e-3 < rep.tail_prob < 0.1 and not rep.meets_budget
+    assert len(rep.values) == 300 and rep.method == "empirical"  # the runs themselves are kept
     json.dumps(rep.values)  # serialisable for calibration/<name>.json
 
 
@@ -116,3 +138,31 @@ def test_calibration_problems_sees_a_changed_bound(tmp_path):
     assert any("2 of" in p for p in problems) and any("unmeasured" in p for p in problems)
     assert calibration_problems("a4_resnet", ROOT / "grading.yml", tmp_path / "missing.json")[0].endswith(
         "run `gradkit calibrate a4_resnet`")
+
+
+@pytest.mark.parametrize("name", ["a1_clipping", "a2_init", "a3_dying_relu", "a4_resnet"])
+def test_committed_calibration_summaries_follow_from_its_runs(name, tmp_path):
+    """`gradkit calibrate --refit` (summaries recomputed from the stored runs, no new runs) reproduces the
+    committed file: its numbers come from its 300 runs and the current tail fits, not from an edit."""
+    from gradkit.calibrate import refit
+
+    committed = ROOT / "calibration" / f"{name}.json"
+    refit(name, committed, out=tmp_path / "refit.json")
+    old, new = json.loads(committed.read_text()), json.loads((tmp_path / "refit.json").read_text())
+    _assert_same(old, new, name)
+
+
+def _assert_same(old, new, where):
+    """Equal JSON trees, floats to 1e-6 relative (the tail fits' optimizer), NaN equal to NaN."""
+    if isinstance(old, dict):
+        assert old.keys() == new.keys(), where
+        for k in old:
+            _assert_same(old[k], new[k], f"{where}/{k}")
+    elif isinstance(old, list):
+        assert len(old) == len(new), where
+        for i, (a, b) in enumerate(zip(old, new)):
+            _assert_same(a, b, f"{where}[{i}]")
+    elif isinstance(old, float) or isinstance(new, float):
+        assert new == pytest.approx(old, rel=1e-6, abs=1e-300, nan_ok=True), where
+    else:
+        assert new == old, where

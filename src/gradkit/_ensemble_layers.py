@@ -271,7 +271,8 @@ def epoch_data(x: np.ndarray, y: np.ndarray, epochs: int, batch_size: int, seed:
     xa = np.empty((epochs, padded) + x.shape[1:], np.float32)
     ya = np.empty((epochs, padded) + y.shape[1:], np.float32)
     # member-major copies (d, M * n): member m's rows are contiguous, so the gather stays in cache
-    sources = [(np.ascontiguousarray(np.moveaxis(a, 0, -1)).reshape(a.shape[1], -1), out) for a, out in ((x, xa), (y, ya))]
+    sources = [(np.ascontiguousarray(np.moveaxis(a, 0, -1)).reshape(a.shape[1], -1), out)
+               for a, out in ((x, xa), (y, ya))]
     offsets = (np.arange(members, dtype=np.int64) * n)[:, None]
     chunk = max(1, min(epochs, _SHUFFLE_CHUNK_ROWS // max(1, n * members)))  # bounds the index block's memory
     base = np.broadcast_to(np.arange(n, dtype=np.int32 if n < 2**31 else np.int64), (chunk, n))

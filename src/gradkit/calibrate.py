@@ -8,7 +8,8 @@ distribution a correct submission's statistic is drawn from:
   many standard deviations the reference mean sits from the full-credit bound.
 * :func:`calibrate` (``gradkit calibrate``, issue 10): at least 300 seeds; also the observed
   false-fail count, its 95% Clopper-Pearson upper bound, the false-fail probability of a normal
-  fitted to the runs (the budget test: at most the budget declared in grading.yml), and the
+  and of a skew-normal fitted to the runs (the larger is the budget test: at most the budget
+  declared in grading.yml), and the
   power against the wrong answers each check lists. The distributions are written beside
   grading.yml (``calibration/<assignment>.json``) for the bounds' comments to cite.
 """
@@ -26,8 +27,8 @@ import numpy as np
 
 from gradkit.checks import Check
 
-__all__ = ["CheckReport", "checks_of", "budgets", "spread_seeds", "run_check", "run_checks", "summarize", "sweep", "calibrate", "calibration_problems", "format_reports",
-           "DEFAULT_BUDGET", "MIN_CALIBRATION_RUNS", "MIN_POWER"]
+__all__ = ["CheckReport", "checks_of", "budgets", "spread_seeds", "run_check", "run_checks", "summarize", "sweep",
+           "calibrate", "refit", "calibration_problems", "format_reports", "DEFAULT_BUDGET", "MIN_CALIBRATION_RUNS", "MIN_POWER"]
 
 DEFAULT_BUDGET = 1e-4  # issue 10: false-fail probability per evaluation, at most
 MIN_CALIBRATION_RUNS = 300  # issue 10: empirical bounds rest on >= 300 reference runs
@@ -128,6 +129,8 @@ class CheckReport:
     method: str = "empirical"
     values: list[float] = field(default_factory=list, repr=False)
     power: dict[str, dict] = field(default_factory=dict)
+    tail_normal: float = math.nan  # P(fail) of a normal fitted to the runs
+    tail_skewnorm: float = math.nan  # ... of a skew-normal fitted to them (NaN: too few runs or no spread)
 
     @property
     def meets_budget(self) -> bool:
@@ -174,11 +177,25 @@ def summarize(check: Check, assignment: str, tol: Mapping[str, Any], values: np.
     fails = int(np.sum(~_passes(values, bound, larger)))
     margin = ((mean - bound) if larger else (bound - mean)) / sd if sd and sd > 0 else (
         math.inf if fails == 0 else -math.inf)
+    normal, skewed = float(norm.sf(margin)), _skewnorm_tail(finite, bound, larger)
     return CheckReport(assignment, check.test, check.name, bound, float(tol[check.zero]) if check.zero else None,
                        larger, len(values), mean, sd, float(np.min(finite)) if finite.size else math.nan,
                        float(np.max(finite)) if finite.size else math.nan, fails,
-                       _clopper_pearson_upper(fails, len(values)), float(margin), float(norm.sf(margin)),
-                       budget, seconds, [float(v) for v in values])
+                       _clopper_pearson_upper(fails, len(values)), float(margin),
+                       normal if math.isnan(skewed) else max(normal, skewed),
+                       budget, seconds, values=[float(v) for v in values], tail_normal=normal, tail_skewnorm=skewed)
+
+
+def _skewnorm_tail(finite: np.ndarray, bound: float, larger: bool) -> float:
+    """P(fail) of a skew-normal fitted (maximum likelihood) to the runs; NaN below 30 runs or without
+    spread. A skewed statistic (an accuracy capped near 1, a max of deviations) can have a heavier
+    failing tail than the normal with its mean and sd; ``tail_prob`` is the larger of the two."""
+    from scipy.stats import skewnorm
+
+    if finite.size < 30 or not np.std(finite) > 0:
+        return math.nan
+    a, loc, scale = skewnorm.fit(finite)
+    return float(skewnorm.cdf(bound, a, loc, scale) if larger else skewnorm.sf(bound, a, loc, scale))
 
 
 def _power_entry(check: Check, tol: Mapping[str, Any], vals: np.ndarray) -> dict:
@@ -275,11 +292,37 @@ def calibrate(name: str, runs: int = MIN_CALIBRATION_RUNS, *, out: str | Path | 
 
     reports = sweep(name, runs, first_seed=first_seed, budget=budget, power_runs=power_runs, progress=progress)
     path = Path(out) if out is not None else find_config().parent / "calibration" / f"{name}.json"
+    _write(path, name, runs, first_seed, reports)
+    return reports
+
+
+def refit(name: str, path: str | Path | None = None, *, out: str | Path | None = None) -> list[CheckReport]:
+    """Summaries of a calibration file's stored runs recomputed with the current bounds, budgets and tail
+    fits (no new runs; ``gradkit calibrate --refit``). The power entries are kept as they are."""
+    from gradkit.config import find_config, tolerances
+
+    path = Path(path) if path is not None else find_config().parent / "calibration" / f"{name}.json"
+    doc, tol, declared = json.loads(path.read_text()), tolerances(name), budgets(name)
+    all_checks = checks_of(name)
+    reports = []
+    for check in all_checks:
+        old = doc["checks"][f"{check.test}:{check.name}"]
+        if len(old["values"]) != old["runs"]:
+            raise ValueError(f"{path}: {check.test} stores {len(old['values'])} of its {old['runs']} runs; "
+                             f"run `gradkit calibrate {name}` again")
+        share = declared[check.test]["budget"] / sum(c.test == check.test for c in all_checks)
+        rep = summarize(check, name, tol, np.asarray(old["values"], dtype=float), old["seconds"], share)
+        rep.method, rep.power = declared[check.test]["method"], old["power"]
+        reports.append(rep)
+    _write(Path(out) if out is not None else path, name, doc["runs"], doc["first_seed"], reports)
+    return reports
+
+
+def _write(path: Path, name: str, runs: int, first_seed: int, reports: Sequence[CheckReport]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"assignment": name, "runs": runs, "first_seed": first_seed,
            "checks": {f"{r.test}:{r.name}": {k: v for k, v in asdict(r).items() if k != "assignment"} for r in reports}}
     path.write_text(json.dumps(doc, indent=1, sort_keys=True, allow_nan=True) + "\n")
-    return reports
 
 
 def calibration_problems(name: str, config: str | Path | None = None, path: str | Path | None = None) -> list[str]:
