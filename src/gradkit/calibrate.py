@@ -240,12 +240,13 @@ def budgets(name: str, config: str | Path | None = None) -> dict[str, dict]:
 
 
 def sweep(name: str, seeds: int | Sequence[int] = 20, *, tol: Mapping[str, Any] | None = None, first_seed: int = 1,
-          budget: float | None = None, power_runs: int = 0, progress: bool = True) -> list[CheckReport]:
+          budget: float | None = None, power_runs: int = 0, workers: int = 1, progress: bool = True) -> list[CheckReport]:
     """Run every check of assignment ``name`` with the reference components under ``seeds``.
 
     ``seeds``: a count (that many :func:`spread_seeds` from ``first_seed``) or the seeds themselves.
     ``budget``: false-fail budget of every check (default: each check's from grading.yml).
     ``power_runs``: runs per wrong answer (0: skip the power study).
+    ``workers``: processes sharing the seeds (the same numbers as one process; each imports Keras anew).
     """
     from tqdm import tqdm
 
@@ -258,12 +259,15 @@ def sweep(name: str, seeds: int | Sequence[int] = 20, *, tol: Mapping[str, Any] 
     seed_list = spread_seeds(seeds, first_seed) if isinstance(seeds, int) else [int(s) for s in seeds]
     jobs = [(check, check.reference(tol)) for check in all_checks]
     wrong = [(check, label, make(tol)) for check in all_checks for label, make in (check.wrong or {}).items()]
-    with tqdm(total=len(seed_list), desc=f"{name} reference", disable=not progress, leave=False) as bar:
-        values, seconds = run_checks(jobs, tol, seed_list, progress=bar.update)
-    with tqdm(total=min(power_runs, len(seed_list)), desc=f"{name} wrong answers",
-              disable=not progress or not (power_runs and wrong), leave=False) as bar:
-        wrong_values, _ = run_checks([(c, comps) for c, _, comps in wrong], tol,
-                                     seed_list[:power_runs] if power_runs and wrong else [], progress=bar.update)
+    power_seeds = seed_list[:power_runs] if power_runs and wrong else []
+    if workers > 1:
+        values, seconds, wrong_values = _in_processes(name, tol, seed_list, power_seeds, workers, progress)
+    else:
+        with tqdm(total=len(seed_list), desc=f"{name} reference", disable=not progress, leave=False) as bar:
+            values, seconds = run_checks(jobs, tol, seed_list, progress=bar.update)
+        with tqdm(total=len(power_seeds), desc=f"{name} wrong answers", disable=not progress or not power_seeds,
+                  leave=False) as bar:
+            wrong_values, _ = run_checks([(c, comps) for c, _, comps in wrong], tol, power_seeds, progress=bar.update)
     reports = []
     for (check, _), vals, secs in zip(jobs, values, seconds):
         # a test with several statistics fails when any does: each gets its share of the budget
@@ -276,8 +280,37 @@ def sweep(name: str, seeds: int | Sequence[int] = 20, *, tol: Mapping[str, Any] 
     return reports
 
 
+def _chunk(args: tuple) -> tuple[list, list, list]:
+    """Worker of :func:`_in_processes`: the reference runs and the wrong answers' runs of some seeds."""
+    name, tol, seeds, power_seeds = args
+    all_checks = checks_of(name)
+    values, seconds = run_checks([(c, c.reference(tol)) for c in all_checks], tol, seeds)
+    wrong, _ = run_checks([(c, make(tol)) for c in all_checks for make in (c.wrong or {}).values()], tol, power_seeds)
+    return [v.tolist() for v in values], seconds, [v.tolist() for v in wrong]
+
+
+def _in_processes(name: str, tol: Mapping[str, Any], seeds: list[int], power_seeds: list[int], workers: int,
+                  progress: bool) -> tuple[list[np.ndarray], list[float], list[np.ndarray]]:
+    """:func:`run_checks` of the reference and of the wrong answers with the seeds split into ``workers``
+    contiguous chunks, one fresh process each (spawned: no state shared); merged in seed order, so the
+    result equals the serial one."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from tqdm import tqdm
+
+    cut = lambda xs: [xs[i * len(xs) // workers:(i + 1) * len(xs) // workers] for i in range(workers)]  # noqa: E731
+    tasks = [(name, dict(tol), a, b) for a, b in zip(cut(seeds), cut(power_seeds))]
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        parts = list(tqdm(pool.map(_chunk, tasks), total=len(tasks), desc=f"{name} in {workers} processes",
+                          disable=not progress, leave=False))
+    join = lambda k: [np.asarray(sum((p[k][i] for p in parts), []), dtype=float)  # noqa: E731
+                      for i in range(len(parts[0][k]))]
+    return join(0), [sum(p[1][i] for p in parts) for i in range(len(parts[0][1]))], join(2)
+
+
 def calibrate(name: str, runs: int = MIN_CALIBRATION_RUNS, *, out: str | Path | None = None,
-              first_seed: int = 10_000, power_runs: int = 30, budget: float | None = None,
+              first_seed: int = 10_000, power_runs: int = 30, budget: float | None = None, workers: int = 1,
               progress: bool = True) -> list[CheckReport]:
     """:func:`sweep` with ``runs`` (>= 300) seeds and the power study; writes ``out`` (JSON).
 
@@ -290,7 +323,8 @@ def calibrate(name: str, runs: int = MIN_CALIBRATION_RUNS, *, out: str | Path | 
         raise ValueError(f"calibration needs >= {MIN_CALIBRATION_RUNS} runs (issue 10), got {runs}")
     from gradkit.config import find_config
 
-    reports = sweep(name, runs, first_seed=first_seed, budget=budget, power_runs=power_runs, progress=progress)
+    reports = sweep(name, runs, first_seed=first_seed, budget=budget, power_runs=power_runs, workers=workers,
+                    progress=progress)
     path = Path(out) if out is not None else find_config().parent / "calibration" / f"{name}.json"
     _write(path, name, runs, first_seed, reports)
     return reports

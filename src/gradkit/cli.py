@@ -147,7 +147,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         reports = [r for name in args.names for r in refit(name, out=args.out)]
     else:
         reports = [r for name in args.names for r in calibrate(name, args.runs, out=args.out, first_seed=args.first_seed,
-                                                               power_runs=args.power_runs, progress=not args.quiet)]
+                                                               power_runs=args.power_runs, workers=args.jobs,
+                                                               progress=not args.quiet)]
     print(format_reports(reports))
     return 0 if all(r.ok for r in reports) else 1
 
@@ -246,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=300, help="reference runs per check (>= 300)")
     p.add_argument("--first-seed", type=int, default=10_000, help="seed of the generator that draws the runs' seeds (gradkit.calibrate.spread_seeds)")
     p.add_argument("--power-runs", type=int, default=30, help="runs per wrong answer")
+    p.add_argument("--jobs", type=int, default=1, help="processes sharing the seeds (same numbers as one)")
     p.add_argument("--refit", action="store_true",
                    help="no new runs: recompute calibration/<name>.json's summaries from its stored runs")
     p.add_argument("-o", "--out", default=None, help="JSON output (default calibration/<name>.json beside grading.yml)")
