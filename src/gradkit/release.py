@@ -56,7 +56,7 @@ DEFAULT_PYTHON = "3.11"
 #: out of the autograder so that editing them does not change any zip.
 TOOLCHAIN_MODULES = frozenset({"cli.py", "release.py", "grade.py", "scan.py", "tamper.py", "_nbnorm.py",
                                "_gradejob.py", "_gradechild.py", "_gradecsv.py", "pipeline.py",
-                               "fixtures.py", "validate.py", "calibrate.py"})
+                               "fixtures.py", "validate.py", "calibrate.py", "_calreport.py"})
 SUPPORT_DIR = "gradkit"
 
 _TOL_CALL = re.compile(r"""\b(?:gradkit\.config\.|gradkit\.)?tolerances\(\s*(['"])([^'"\\]+)\1\s*\)""")
