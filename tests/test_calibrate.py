@@ -140,14 +140,7 @@ def test_calibration_problems_sees_a_changed_bound(tmp_path):
         "run `gradkit calibrate a4_resnet`")
 
 
-A4_RUNS_NOT_STORED = pytest.mark.xfail(
-    strict=True, raises=ValueError,
-    reason="calibration/a4_resnet.json comes from a run before the fix that stores the runs (issue 10, open): "
-           "re-run `gradkit calibrate a4_resnet --jobs 2`, then drop this mark")
-
-
-@pytest.mark.parametrize("name", ["a1_clipping", "a2_init", "a3_dying_relu",
-                                  pytest.param("a4_resnet", marks=A4_RUNS_NOT_STORED)])
+@pytest.mark.parametrize("name", ["a1_clipping", "a2_init", "a3_dying_relu", "a4_resnet"])
 def test_committed_calibration_summaries_follow_from_its_runs(name, tmp_path):
     """`gradkit calibrate --refit` (summaries recomputed from the stored runs, no new runs) reproduces the
     committed file: its numbers come from its 300 runs and the current tail fits, not from an edit."""
