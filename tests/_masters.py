@@ -160,6 +160,24 @@ def failed_by_test(tests: dict, names, ns: dict) -> dict:
     return out
 
 
+def assert_band_cases(tests: dict, checks, band_steps: int) -> dict:
+    """Each check of ``checks`` (gradkit.checks) is a banded test: ``band_steps`` hidden cases
+    ``<test>_band_<k>`` of equal points, case k asserting band step k between the check's two bounds on
+    its statistic. Returns ``{check.test: {case name: tests entry}}`` for further assertions."""
+    out = {}
+    for check in checks:
+        cases = {n: e for n, e in tests.items() if band_case_test(n) == check.test}
+        assert sorted(cases) == [f"{check.test}_band_{k}" for k in range(1, band_steps + 1)], check.test
+        assert len({e[2] for e in cases.values()}) == 1, f"{check.test}: band cases need equal points"
+        for n, (_, hidden, _, src) in cases.items():
+            k = int(n.rsplit("_", 1)[1])
+            assert hidden and f"assert_band_step(\n        value, {k}, {band_steps}," in src, n
+            assert f'tol["{check.full}"]' in src and f'tol["{check.zero}"]' in src, n
+            assert f"{check.statistic.__name__}(" in src, n
+        out[check.test] = cases
+    return out
+
+
 def solution_passes(tests: dict, names, ns: dict) -> dict:
     """Run the tests ``names`` on ``ns`` (the solution's namespace); each must pass. Prints and returns
     ``{name: seconds}``: speed is judged by ``benchmarks/bench_hidden.py``, never asserted in a test."""

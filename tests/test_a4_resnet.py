@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from _masters import (band_case_test, failed_by_test, assert_fails_exactly, assert_hidden_tests_self_contained, assert_question_cases,
+from _masters import (assert_band_cases, failed_by_test, assert_fails_exactly, assert_hidden_tests_self_contained, assert_question_cases,
                       compiled_tests, failures, grade, master_parts, master_path, namespace, otter, setup_source,
                       solution_passes, sweep_base_seeds)
 
@@ -85,15 +85,7 @@ def test_master_layout():
     # a banded test: BAND_STEPS cases of equal points, numbered 1..BAND_STEPS, each its own step
     from gradkit.checks.a4_resnet import CHECKS
 
-    for check in CHECKS:
-        cases = {n: e for n, e in tests.items() if band_case_test(n) == check.test and n != check.test}
-        assert sorted(cases) == [f"{check.test}_band_{k}" for k in range(1, BAND_STEPS + 1)], check.test
-        assert len({e[2] for e in cases.values()}) == 1, f"{check.test}: band cases need equal points"
-        for n, (_, hidden, _, src) in cases.items():
-            k = int(n.rsplit("_", 1)[1])
-            assert hidden and f"assert_band_step(\n        value, {k}, {BAND_STEPS}," in src, n
-            assert f'tol["{check.full}"]' in src and f'tol["{check.zero}"]' in src, n
-            assert f"{check.statistic.__name__}(" in src, n
+    assert_band_cases(tests, CHECKS, BAND_STEPS)
 
 
 def test_grading_section_complete():
