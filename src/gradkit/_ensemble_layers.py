@@ -1,6 +1,7 @@
 """Building blocks of :mod:`gradkit.ensemble`: the member-axis Dense layer,
 its per-member initializer, the decoupled loss, the per-member loss metric,
-and the training plumbing (seeds, optimizer checks, per-member shuffled epochs).
+and the training plumbing (seeds, optimizer checks, input shapes); the per-member
+shuffled epochs are in :mod:`gradkit._epochs`.
 
 Every tensor carries the member axis LAST: activations ``(batch, features, M)``,
 kernels ``(in, units, M)``, biases ``(units, M)``. Everything is written with
@@ -8,7 +9,6 @@ kernels ``(in, units, M)``, biases ``(units, M)``. Everything is written with
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import keras
@@ -19,8 +19,7 @@ from .activations import activation_name, get_activation
 from .initializers import get_initializer
 
 __all__ = ["EnsembleDense", "MemberwiseInitializer", "EnsembleMSE", "MemberMSE", "derive_seed",
-           "int_seed", "ensemble_layers", "check_optimizer", "resolve_jit", "member_arrays",
-           "epoch_data"]
+           "int_seed", "ensemble_layers", "check_optimizer", "resolve_jit", "member_arrays"]
 
 #: Inputs narrower than this are contracted by broadcast-multiply-sum (fuses
 #: into one elementwise kernel, far faster for width-2 nets); wider ones by einsum.
@@ -30,7 +29,6 @@ _COUPLING_OPTIMIZERS = ("Lamb", "Adafactor", "Muon")
 #: members * steps * epochs from which "auto" uses XLA on TensorFlow: below it, XLA's
 #: compile time exceeds what its faster steps save (measured on 2 CPU cores).
 _XLA_MIN_WORK = 200_000
-_SHUFFLE_CHUNK_ROWS = 30_000_000  # epoch_data: shuffle indices drawn at once (120 MB of int32)
 
 _VS = keras.initializers.VarianceScaling
 #: Initializers that draw i.i.d. entries whatever the shape: one joint draw is exact.
@@ -248,46 +246,3 @@ def member_arrays(a: np.ndarray, name: str, members: int, dim: int) -> np.ndarra
     if a.ndim != 3 or a.shape[1:] != (dim, members):
         raise ValueError(f"{name} must have shape (n, {dim}, {members}), got {a.shape}")
     return a
-
-
-def epoch_data(x: np.ndarray, y: np.ndarray, epochs: int, batch_size: int, seed: int, stream: int):
-    """All epochs' training rows in order, for ONE ``fit(steps_per_epoch=steps)`` call.
-
-    Epoch e holds, for member m, ``x[perm, :, m]`` with ``perm`` the e-th draw of
-    ``np.random.default_rng([seed, stream, m]).permutation(n)``, padded to
-    ``steps * batch_size`` rows by repeating rows that get sample weight 0: every
-    batch has one shape (one compile) and ``steps`` batches are exactly one epoch.
-
-    Vectorised (issue 7): one ``Generator.permuted`` call per member draws a block of
-    epochs (the same permutations as successive ``permutation(n)`` calls), and the
-    gather runs member-major, where each member's rows are contiguous.
-
-    Returns ``(xa, ya, sample_weight, steps)``.
-    """
-    n, members = x.shape[0], x.shape[-1]
-    steps = math.ceil(n / batch_size)
-    padded = steps * batch_size
-    rngs = [np.random.default_rng([seed, stream, m]) for m in range(members)]
-    xa = np.empty((epochs, padded) + x.shape[1:], np.float32)
-    ya = np.empty((epochs, padded) + y.shape[1:], np.float32)
-    # member-major copies (d, M * n): member m's rows are contiguous, so the gather stays in cache
-    sources = [(np.ascontiguousarray(np.moveaxis(a, 0, -1)).reshape(a.shape[1], -1), out)
-               for a, out in ((x, xa), (y, ya))]
-    offsets = (np.arange(members, dtype=np.int64) * n)[:, None]
-    chunk = max(1, min(epochs, _SHUFFLE_CHUNK_ROWS // max(1, n * members)))  # bounds the index block's memory
-    base = np.broadcast_to(np.arange(n, dtype=np.int32 if n < 2**31 else np.int64), (chunk, n))
-    order = np.empty((chunk, members, n), base.dtype)
-    pad = np.arange(padded - n) % n
-    for e0 in range(0, epochs, chunk):
-        k = min(chunk, epochs - e0)
-        for m, g in enumerate(rngs):
-            order[:k, m] = g.permuted(base[:k], axis=1)
-        for e in range(k):
-            flat = order[e] + offsets  # (M, n) positions in a member-major row
-            for src, out in sources:
-                for j, row in enumerate(src):  # one feature at a time: 2-D transposes are fast
-                    out[e0 + e, :n, j, :] = np.take(row, flat).T
-                out[e0 + e, n:] = out[e0 + e, pad]
-    sw = np.tile((np.arange(padded) < n).astype(np.float32), epochs)
-    return (xa.reshape((epochs * padded,) + x.shape[1:]), ya.reshape((epochs * padded,) + y.shape[1:]),
-            sw, steps)

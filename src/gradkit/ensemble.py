@@ -58,8 +58,9 @@ from tqdm.auto import tqdm
 
 from .activations import activation_name
 from ._ensemble_layers import (EnsembleDense, EnsembleMSE, MemberMSE, MemberwiseInitializer,
-                               check_optimizer, derive_seed, ensemble_layers, epoch_data,
-                               int_seed, member_arrays, resolve_jit)
+                               check_optimizer, derive_seed, ensemble_layers, int_seed,
+                               member_arrays, resolve_jit)
+from ._epochs import epoch_data
 from .stats import wilson_interval
 
 __all__ = ["EnsembleDense", "MemberwiseInitializer", "EnsembleMSE", "MemberMSE",

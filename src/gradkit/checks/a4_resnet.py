@@ -128,6 +128,22 @@ def _student_model(build, tol: Mapping[str, Any], args: tuple, **kw) -> keras.Mo
     return model
 
 
+def _mean_over_models(tol: Mapping[str, Any], seed: int, count: str, one) -> float:
+    """Mean of ``one(X, Y, s)`` over models ``k < tol[count]``, model seed ``s`` = :func:`_model_seed`.
+
+    ``X, Y`` are the spirals drawn with ``seed``; Keras' global seed is set to ``s`` before each
+    model, and any AssertionError carries the submission seed's note.
+    """
+    X, Y = _spirals(tol, seed)
+    values = []
+    with seeded_failures(seed):
+        for k in range(tol[count]):
+            s = _model_seed(seed, k, tol)
+            keras.utils.set_random_seed(s)
+            values.append(one(X, Y, s))
+    return float(np.mean(values))
+
+
 def first_layer_gradient(model: keras.Model, X: np.ndarray, Y: np.ndarray) -> float:
     """Norm of the loss gradient (BCE, BN in training mode) w.r.t. the kernels reading the input.
 
@@ -161,24 +177,19 @@ def gradient_statistic(components: Mapping[str, Any], tol: Mapping[str, Any], se
     float
         The mean log10 ratio; larger is better (a ResNet's gradient reaches the input).
     """
-    X, Y = _spirals(tol, seed)
-    ratios = []
-    with seeded_failures(seed):
-        for k in range(tol["grad_seeds"]):
-            s = _model_seed(seed, k, tol)
-            keras.utils.set_random_seed(s)
-            res = _student_model(components["build_resnet"], tol,
-                                 (tol["grad_blocks"], tol["grad_width"], 2, 1),
-                                 activation=tol["grad_activation"], initializer=tol["grad_initializer"], seed=s)
-            plain = build_mlp(tol["plain_depth"], tol["grad_width"], activation=tol["grad_activation"],
-                              initializer=tol["grad_initializer"], input_dim=2, output_dim=1, seed=s)
-            g_res = first_layer_gradient(res, X, Y)
-            if not g_res > 0:
-                raise AssertionError("the gradient at the first layer of your ResNet is exactly zero: no "
-                                     "gradient reaches the input (is the skip connection there?)")
-            g_plain = max(first_layer_gradient(plain, X, Y), 1e-30)
-            ratios.append(math.log10(g_res) - math.log10(g_plain))
-    return float(np.mean(ratios))
+    def log10_ratio(X, Y, s: int) -> float:
+        res = _student_model(components["build_resnet"], tol, (tol["grad_blocks"], tol["grad_width"], 2, 1),
+                             activation=tol["grad_activation"], initializer=tol["grad_initializer"], seed=s)
+        plain = build_mlp(tol["plain_depth"], tol["grad_width"], activation=tol["grad_activation"],
+                          initializer=tol["grad_initializer"], input_dim=2, output_dim=1, seed=s)
+        g_res = first_layer_gradient(res, X, Y)
+        if not g_res > 0:
+            raise AssertionError("the gradient at the first layer of your ResNet is exactly zero: no "
+                                 "gradient reaches the input (is the skip connection there?)")
+        g_plain = max(first_layer_gradient(plain, X, Y), 1e-30)
+        return math.log10(g_res) - math.log10(g_plain)
+
+    return _mean_over_models(tol, seed, "grad_seeds", log10_ratio)
 
 
 def training_statistic(components: Mapping[str, Any], tol: Mapping[str, Any], seed: int) -> float:
@@ -194,23 +205,19 @@ def training_statistic(components: Mapping[str, Any], tol: Mapping[str, Any], se
     float
         The mean final loss; smaller is better (chance level: ln 2).
     """
-    X, Y = _spirals(tol, seed)
-    finals = []
-    with seeded_failures(seed):
-        for k in range(tol["train_seeds"]):
-            s = _model_seed(seed, k, tol)
-            keras.utils.set_random_seed(s)
-            model = _student_model(components["build_resnet"], tol, (tol["train_blocks"], tol["train_width"], 2, 1),
-                                   activation="relu", initializer="he_normal", seed=s)
-            model.compile(optimizer=keras.optimizers.Adam(tol["train_lr"]), loss="binary_crossentropy",
-                          run_eagerly=True)
-            hist = student_call(model.fit, X, Y, batch_size=len(X), epochs=tol["train_steps"], shuffle=False,
-                                verbose=0, what="training your ResNet", timeout_s=tol["timeout_s"])
-            losses = hist.history["loss"]
-            if not all(math.isfinite(v) for v in losses):
-                raise AssertionError(f"model seed {s}: the training loss became NaN/inf: {losses}")
-            finals.append(losses[-1])
-    return float(np.mean(finals))
+    def final_loss(X, Y, s: int) -> float:
+        model = _student_model(components["build_resnet"], tol, (tol["train_blocks"], tol["train_width"], 2, 1),
+                               activation="relu", initializer="he_normal", seed=s)
+        model.compile(optimizer=keras.optimizers.Adam(tol["train_lr"]), loss="binary_crossentropy",
+                      run_eagerly=True)
+        hist = student_call(model.fit, X, Y, batch_size=len(X), epochs=tol["train_steps"], shuffle=False,
+                            verbose=0, what="training your ResNet", timeout_s=tol["timeout_s"])
+        losses = hist.history["loss"]
+        if not all(math.isfinite(v) for v in losses):
+            raise AssertionError(f"model seed {s}: the training loss became NaN/inf: {losses}")
+        return losses[-1]
+
+    return _mean_over_models(tol, seed, "train_seeds", final_loss)
 
 
 _WRONG = {"plain stack of 2 x depth Dense layers (no blocks)":

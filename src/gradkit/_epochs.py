@@ -1,0 +1,102 @@
+"""Per-member shuffled epochs for :func:`gradkit.ensemble.fit_ensemble`, laid out for ONE ``fit`` call.
+
+The ensemble trains ``M`` members as one Keras model whose arrays carry the member axis last,
+``(rows, features, M)``, yet each member must visit its own rows in its own order, as if it were
+trained alone by ``Model.fit(shuffle=True)``. :func:`epoch_data` writes every epoch's rows in that
+order up front, so ``fit`` runs all epochs without a Python step in between.
+
+Where the time goes (issue 7; 1000 members x 3000 rows x 10 epochs on 2 CPU cores): drawing
+10,000 permutations, the gather, and handing ~240 MB to TensorFlow. The draws and the gathers
+release the GIL and run on a small thread pool (members are independent, epochs write disjoint
+memory, so the output does not depend on the number of threads); the outputs are 64-byte aligned,
+which lets TensorFlow take them without its slow copy of a misaligned NumPy buffer (0.6 s).
+"""
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+__all__ = ["epoch_data", "aligned_empty"]
+
+#: shuffle indices held at once (int32: 120 MB); more epochs are drawn block by block
+_SHUFFLE_CHUNK_ROWS = 30_000_000
+#: alignment that lets TensorFlow adopt a NumPy buffer without an element-wise copy
+_ALIGN = 64
+_MAX_THREADS = 4
+
+
+def aligned_empty(shape: tuple[int, ...], dtype=np.float32, align: int = _ALIGN) -> np.ndarray:
+    """``np.empty(shape, dtype)`` whose data starts on an ``align``-byte boundary."""
+    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+    raw = np.empty(nbytes + align, np.uint8)
+    start = -raw.ctypes.data % align
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
+def _threads(work_items: int) -> int:
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(_MAX_THREADS, usable, work_items))
+
+
+def epoch_data(x: np.ndarray, y: np.ndarray, epochs: int, batch_size: int, seed: int, stream: int):
+    """All epochs' training rows in order, for ONE ``fit(steps_per_epoch=steps)`` call.
+
+    Parameters
+    ----------
+    x, y : np.ndarray, ``(n, dx, M)`` and ``(n, dy, M)``, float32
+        Member ``m``'s rows are ``x[:, :, m]``, ``y[:, :, m]``.
+    epochs, batch_size : int
+    seed, stream : int
+        Member ``m`` draws its orders from ``np.random.default_rng([seed, stream, m])``.
+
+    Returns
+    -------
+    xa, ya : np.ndarray, ``(epochs * steps * batch_size, dx, M)`` and ``(..., dy, M)``
+        Epoch ``e``, member ``m``: ``x[perm, :, m]`` with ``perm`` the ``e``-th
+        ``permutation(n)`` of member ``m``'s generator, then padded to ``steps * batch_size``
+        rows by repeating rows: every batch has one shape (one compile) and ``steps`` batches
+        are exactly one epoch.
+    sample_weight : np.ndarray, ``(epochs * steps * batch_size,)``
+        1 for real rows, 0 for padding.
+    steps : int
+        ``ceil(n / batch_size)``, batches per epoch.
+    """
+    n, members = x.shape[0], x.shape[-1]
+    steps = math.ceil(n / batch_size)
+    padded = steps * batch_size
+    rngs = [np.random.default_rng([seed, stream, m]) for m in range(members)]
+    xa = aligned_empty((epochs, padded) + x.shape[1:])
+    ya = aligned_empty((epochs, padded) + y.shape[1:])
+    # member-major copies (d, M * n): member m's rows are contiguous, so the gather stays in cache
+    sources = [(np.ascontiguousarray(np.moveaxis(a, 0, -1)).reshape(a.shape[1], -1), out)
+               for a, out in ((x, xa), (y, ya))]
+    offsets = (np.arange(members, dtype=np.int64) * n)[:, None]
+    chunk = max(1, min(epochs, _SHUFFLE_CHUNK_ROWS // max(1, n * members)))  # bounds the index block's memory
+    order = np.empty((chunk, members, n), np.int32 if n < 2**31 else np.int64)
+    pad = np.arange(padded - n) % n
+
+    def draw(ms: range, k: int) -> None:  # each member's next k permutations, in order
+        for m in ms:
+            for e in range(k):
+                order[e, m] = rngs[m].permutation(n)
+
+    def gather(e: int, e_out: int) -> None:
+        flat = order[e] + offsets  # (M, n) positions in a member-major row
+        for src, out in sources:
+            for j, row in enumerate(src):  # one feature at a time: 2-D transposes are fast
+                out[e_out, :n, j, :] = np.take(row, flat).T
+            out[e_out, n:] = out[e_out, pad]
+
+    parts = _threads(max(members, epochs))
+    with ThreadPoolExecutor(parts) as pool:
+        for e0 in range(0, epochs, chunk):
+            k = min(chunk, epochs - e0)
+            list(pool.map(draw, [range(i, members, parts) for i in range(parts)], [k] * parts))
+            list(pool.map(gather, range(k), range(e0, e0 + k)))
+    sw = aligned_empty((epochs, padded))
+    sw[:] = np.arange(padded) < n
+    return (xa.reshape((epochs * padded,) + x.shape[1:]), ya.reshape((epochs * padded,) + y.shape[1:]),
+            sw.reshape(-1), steps)
