@@ -2,7 +2,7 @@
 
 The reference is the definition written the slow, obvious way (one ``permutation(n)`` per
 member and epoch, one member at a time); the fast version (block draws on threads, member-major
-gather, aligned buffers) must give the same bytes.
+gather) must give the same bytes.
 """
 from __future__ import annotations
 
@@ -61,10 +61,3 @@ def test_epoch_data_does_not_depend_on_thread_count(monkeypatch):
         outs.append(_epochs.epoch_data(x, x * 2, 4, 8, seed=0, stream=2))
     for a, b in zip(outs[0][:3], outs[1][:3]):
         np.testing.assert_array_equal(a, b)
-
-
-@pytest.mark.parametrize("shape, dtype", [((3, 5), np.float32), ((1000, 7), np.float64), ((0,), np.int32)])
-def test_aligned_empty(shape, dtype):
-    a = _epochs.aligned_empty(shape, dtype)
-    assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable
-    assert a.size == 0 or a.ctypes.data % 64 == 0  # an empty array has no data to align

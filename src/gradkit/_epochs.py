@@ -6,10 +6,10 @@ trained alone by ``Model.fit(shuffle=True)``. :func:`epoch_data` writes every ep
 order up front, so ``fit`` runs all epochs without a Python step in between.
 
 Where the time goes (issue 7; 1000 members x 3000 rows x 10 epochs on 2 CPU cores): drawing
-10,000 permutations, the gather, and handing ~240 MB to TensorFlow. The draws and the gathers
-release the GIL and run on a small thread pool (members are independent, epochs write disjoint
-memory, so the output does not depend on the number of threads); the outputs are 64-byte aligned,
-which lets TensorFlow take them without its slow copy of a misaligned NumPy buffer (0.6 s).
+10,000 permutations and the gather into ~240 MB of output. Both release the GIL and run on a small
+thread pool (members are independent, epochs write disjoint memory, so the output does not depend
+on the number of threads). One ``permutation(n)`` per epoch beats one ``Generator.permuted`` call
+over a block of epochs (0.29 s against 0.69 s for the 10,000 draws, same permutations).
 """
 from __future__ import annotations
 
@@ -19,21 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["epoch_data", "aligned_empty"]
+__all__ = ["epoch_data"]
 
 #: shuffle indices held at once (int32: 120 MB); more epochs are drawn block by block
 _SHUFFLE_CHUNK_ROWS = 30_000_000
-#: alignment that lets TensorFlow adopt a NumPy buffer without an element-wise copy
-_ALIGN = 64
 _MAX_THREADS = 4
-
-
-def aligned_empty(shape: tuple[int, ...], dtype=np.float32, align: int = _ALIGN) -> np.ndarray:
-    """``np.empty(shape, dtype)`` whose data starts on an ``align``-byte boundary."""
-    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
-    raw = np.empty(nbytes + align, np.uint8)
-    start = -raw.ctypes.data % align
-    return raw[start:start + nbytes].view(dtype).reshape(shape)
 
 
 def _threads(work_items: int) -> int:
@@ -68,8 +58,8 @@ def epoch_data(x: np.ndarray, y: np.ndarray, epochs: int, batch_size: int, seed:
     steps = math.ceil(n / batch_size)
     padded = steps * batch_size
     rngs = [np.random.default_rng([seed, stream, m]) for m in range(members)]
-    xa = aligned_empty((epochs, padded) + x.shape[1:])
-    ya = aligned_empty((epochs, padded) + y.shape[1:])
+    xa = np.empty((epochs, padded) + x.shape[1:], np.float32)
+    ya = np.empty((epochs, padded) + y.shape[1:], np.float32)
     # member-major copies (d, M * n): member m's rows are contiguous, so the gather stays in cache
     sources = [(np.ascontiguousarray(np.moveaxis(a, 0, -1)).reshape(a.shape[1], -1), out)
                for a, out in ((x, xa), (y, ya))]
@@ -96,7 +86,6 @@ def epoch_data(x: np.ndarray, y: np.ndarray, epochs: int, batch_size: int, seed:
             k = min(chunk, epochs - e0)
             list(pool.map(draw, [range(i, members, parts) for i in range(parts)], [k] * parts))
             list(pool.map(gather, range(k), range(e0, e0 + k)))
-    sw = aligned_empty((epochs, padded))
-    sw[:] = np.arange(padded) < n
+    sw = np.tile((np.arange(padded) < n).astype(np.float32), epochs)
     return (xa.reshape((epochs * padded,) + x.shape[1:]), ya.reshape((epochs * padded,) + y.shape[1:]),
-            sw.reshape(-1), steps)
+            sw, steps)
