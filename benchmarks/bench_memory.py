@@ -9,6 +9,7 @@ the largest virtual size (what RLIMIT_AS counts, per process) and the largest re
 """
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 import tempfile
@@ -43,11 +44,20 @@ def peak_memory(name: str) -> tuple[float, float, float]:
             except psutil.Error:
                 pass
             time.sleep(0.2)
+        if proc.returncode != 0:
+            raise RuntimeError(f"otter run of {name}'s solution exited with status {proc.returncode}")
         return vms, rss, time.perf_counter() - t0
 
 
-def main(names: list[str]) -> None:
-    names = names or sorted(p.name for p in (ROOT / "autograder").iterdir() if (p / "autograder.zip").is_file())
+def main(argv: list[str]) -> None:
+    known = sorted(p.name for p in (ROOT / "autograder").iterdir() if (p / "autograder.zip").is_file())
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("names", nargs="*", metavar="assignment",
+                    help=f"assignments to measure (default: all of {', '.join(known)})")
+    names = ap.parse_args(argv).names or known
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        ap.error(f"no autograder/<name>/autograder.zip for {', '.join(unknown)}; known: {', '.join(known)}")
     print(f"{'assignment':<16}{'peak virtual MB':>16}{'peak resident MB':>18}{'seconds':>9}")
     for name in names:
         vms, rss, s = peak_memory(name)
