@@ -178,7 +178,7 @@ def run(args) -> dict:
             "targets": targets,
             "extra": {"naive": nets, "ensemble": ens, "ensemble_runs": [r[0] for r in runs], "ratio": ratio, "cpu_ratio": cpu_ratio, "collapse_rate": float(result.rate)
                       if hasattr(result, "rate") else str(result), "members": members, "epochs": epochs,
-                      "sample": sample}}
+                      "sample": sample, "repeat": repeat}}
 
 
 def parser():
