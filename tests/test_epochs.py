@@ -1,4 +1,4 @@
-"""Tests of gradkit._epochs.epoch_data: the per-member shuffled epochs behind fit_ensemble.
+"""Tests of gradkit._epochs: the per-member shuffled epochs behind fit_ensemble, and how fit gets them.
 
 The reference is the definition written the slow, obvious way (one ``permutation(n)`` per
 member and epoch, one member at a time); the fast version (block draws on threads, member-major
@@ -61,3 +61,26 @@ def test_epoch_data_does_not_depend_on_thread_count(monkeypatch):
         outs.append(_epochs.epoch_data(x, x * 2, 4, 8, seed=0, stream=2))
     for a, b in zip(outs[0][:3], outs[1][:3]):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.backends
+def test_fit_inputs_feed_the_rows_in_order():
+    """Whatever the backend's form (a tf.data pipeline or arrays), fit sees consecutive batches."""
+    import keras
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((20, 2, 3), dtype=np.float32)
+    xa, ya, sw, steps = _epochs.epoch_data(x, x[:, :1] ** 2, 2, 8, seed=1, stream=2)
+    kw = _epochs.fit_inputs(xa, ya, sw, 8)
+    assert kw["shuffle"] is False
+    if keras.backend.backend() == "tensorflow":
+        assert set(kw) == {"x", "shuffle"}
+        batches = [tuple(t.numpy() for t in b) for b in kw["x"]]
+        assert len(batches) == 2 * steps
+        for i, (bx, by, bw) in enumerate(batches):
+            rows = slice(8 * i, 8 * (i + 1))
+            np.testing.assert_array_equal(bx, xa[rows])
+            np.testing.assert_array_equal(by, ya[rows])
+            np.testing.assert_array_equal(bw, sw[rows])
+    else:
+        assert kw["x"] is xa and kw["y"] is ya and kw["sample_weight"] is sw and kw["batch_size"] == 8

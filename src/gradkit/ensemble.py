@@ -60,7 +60,7 @@ from .activations import activation_name
 from ._ensemble_layers import (EnsembleDense, EnsembleMSE, MemberMSE, MemberwiseInitializer,
                                check_optimizer, derive_seed, ensemble_layers, int_seed,
                                member_arrays, resolve_jit)
-from ._epochs import epoch_data
+from ._epochs import epoch_data, fit_inputs
 from .stats import wilson_interval
 
 __all__ = ["EnsembleDense", "MemberwiseInitializer", "EnsembleMSE", "MemberMSE",
@@ -193,8 +193,7 @@ def fit_ensemble(model: keras.Model, x, y, *, epochs: int, batch_size: int,
             finite = history[epoch][np.isfinite(history[epoch])]
             bar.set_postfix(median_loss=f"{np.median(finite):.4g}" if finite.size else "nan")
 
-        model.fit(xa, ya, sample_weight=sw, batch_size=batch_size, epochs=epochs,
-                  steps_per_epoch=steps, shuffle=False, verbose=0,
+        model.fit(**fit_inputs(xa, ya, sw, batch_size), epochs=epochs, steps_per_epoch=steps, verbose=0,
                   callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)])
     return history
 
