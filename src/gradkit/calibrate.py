@@ -123,6 +123,11 @@ def budgets(name: str, config: str | Path | None = None) -> dict[str, dict]:
     return declared
 
 
+def _budget_share(budget: float, check: Check, all_checks: Sequence[Check]) -> float:
+    """A test with several statistics fails when any of them does: each gets an equal share of its budget."""
+    return budget / sum(c.test == check.test for c in all_checks)
+
+
 def sweep(name: str, seeds: int | Sequence[int] = 20, *, tol: Mapping[str, Any] | None = None, first_seed: int = 1,
           budget: float | None = None, power_runs: int = 0, workers: int = 1, progress: bool = True) -> list[CheckReport]:
     """Run every check of assignment ``name`` with the reference components under ``seeds``.
@@ -139,7 +144,6 @@ def sweep(name: str, seeds: int | Sequence[int] = 20, *, tol: Mapping[str, Any] 
     declared = budgets(name) if budget is None else {}
     tol = dict(tolerances(name) if tol is None else tol)
     all_checks = checks_of(name)
-    per_test = {c.test: sum(d.test == c.test for d in all_checks) for c in all_checks}
     seed_list = spread_seeds(seeds, first_seed) if isinstance(seeds, int) else [int(s) for s in seeds]
     jobs = [(check, check.reference(tol)) for check in all_checks]
     wrong = [(check, label, make(tol)) for check in all_checks for label, make in (check.wrong or {}).items()]
@@ -154,8 +158,7 @@ def sweep(name: str, seeds: int | Sequence[int] = 20, *, tol: Mapping[str, Any] 
             wrong_values, _ = run_checks([(c, comps) for c, _, comps in wrong], tol, power_seeds, progress=bar.update)
     reports = []
     for (check, _), vals, secs in zip(jobs, values, seconds):
-        # a test with several statistics fails when any does: each gets its share of the budget
-        share = (budget if budget is not None else declared[check.test]["budget"]) / per_test[check.test]
+        share = _budget_share(budget if budget is not None else declared[check.test]["budget"], check, all_checks)
         rep = summarize(check, name, tol, vals, secs, share)
         rep.method = declared.get(check.test, {}).get("method", "empirical")
         if power_runs:
@@ -228,7 +231,7 @@ def refit(name: str, path: str | Path | None = None, *, out: str | Path | None =
         if len(old["values"]) != old["runs"]:
             raise ValueError(f"{path}: {check.test} stores {len(old['values'])} of its {old['runs']} runs; "
                              f"run `gradkit calibrate {name}` again")
-        share = declared[check.test]["budget"] / sum(c.test == check.test for c in all_checks)
+        share = _budget_share(declared[check.test]["budget"], check, all_checks)
         rep = summarize(check, name, tol, np.asarray(old["values"], dtype=float), old["seconds"], share)
         rep.method, rep.power = declared[check.test]["method"], old["power"]
         reports.append(rep)
@@ -264,7 +267,7 @@ def calibration_problems(name: str, config: str | Path | None = None, path: str 
         if rep is None:
             problems.append(f"{key}: not in {path.name}")
             continue
-        share = declared[check.test]["budget"] / sum(c.test == check.test for c in all_checks)
+        share = _budget_share(declared[check.test]["budget"], check, all_checks)
         if rep["runs"] < MIN_CALIBRATION_RUNS:
             problems.append(f"{key}: {rep['runs']} runs < {MIN_CALIBRATION_RUNS}")
         if rep["bound"] != float(tol[check.full]) or rep["zero"] != (float(tol[check.zero]) if check.zero else None):
