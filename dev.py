@@ -70,7 +70,7 @@ def cmd_run(extra: list[str]) -> int:
     """The main job: releases and the grade table of the bundled examples."""
     ensure_env()
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return _run([PY, "-m", "gradkit.cli", "main", *extra], env=env)
+    return _run([PY, "-m", "gradkit_tools.cli", "main", *extra], env=env)
 
 
 def main(argv: list[str]) -> int:

@@ -180,8 +180,8 @@ def part_main(run, ap: argparse.ArgumentParser) -> None:
 
 
 def assignments() -> list[str]:
-    """Assignments with a master and a release (``solutions/<a>/<a>.ipynb`` and ``autograder/<a>/autograder.zip``)."""
-    return sorted(p.parent.name for p in (ROOT / "solutions").glob("*/*.ipynb")
+    """Assignments with a master and a release (``course/<a>/<a>.ipynb`` and ``autograder/<a>/autograder.zip``)."""
+    return sorted(p.parent.name for p in (ROOT / "course").glob("*/*.ipynb")
                   if p.stem == p.parent.name and (ROOT / "autograder" / p.stem / "autograder.zip").is_file())
 
 

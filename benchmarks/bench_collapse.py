@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import backend_device, part_main, part_parser  # noqa: E402
 
 N_TRAIN, BATCH, DEPTH, WIDTH, GRID = 3000, 64, 10, 2, 256
-#: issue 7's targets for the full study (1000 members, 10 epochs, 2 CPU cores)
+#: targets for the full study (1000 members, 10 epochs, 2 CPU cores)
 TARGET_RATIO, TARGET_SECONDS = 500.0, 10.0
 
 
@@ -149,9 +149,11 @@ def run(args) -> dict:
                "steady ms/step", "steps"]
     rows = [
         [f"loop of Keras models (timed {sample}, extrapolated)", members, epochs, naive_total,
-         members * sum(n["cpu_s"] for n in nets) / len(nets), 1000 * per_net, med("before_fit_s"), med("first_epoch_s"), med("steady_ms_per_step"), steps * members],
+         members * sum(n["cpu_s"] for n in nets) / len(nets), 1000 * per_net, med("before_fit_s"),
+         med("first_epoch_s"), med("steady_ms_per_step"), steps * members],
         [f"gradkit ensemble (collapse_rate, median of {repeat})", members, epochs, ens["seconds"],
-         ens["cpu_s"], 1000 * ens["seconds"] / members, ens["before_fit_s"], ens["first_epoch_s"], ens["steady_ms_per_step"], steps],
+         ens["cpu_s"], 1000 * ens["seconds"] / members, ens["before_fit_s"], ens["first_epoch_s"],
+         ens["steady_ms_per_step"], steps],
         ["ratio loop / ensemble", None, None, ratio, cpu_ratio, None, None, None, None, None],
     ]
     full = members == 1000 and epochs == 10
@@ -162,7 +164,8 @@ def run(args) -> dict:
         f"(ensemble: one step trains all {members} members).",
         f"ensemble: {result}; the {repeat} runs took {', '.join(format(r[0]['seconds'], '.2f') for r in runs)} s "
         "(median shown; ratio from the median)",
-        f"ensemble time without set-up and first epoch: {ens['seconds'] - ens['before_fit_s'] - ens['first_epoch_s']:.2f} s;"
+        "ensemble time without set-up and first epoch: "
+        f"{ens['seconds'] - ens['before_fit_s'] - ens['first_epoch_s']:.2f} s;"
         f" the study's fixed cost (set-up + first epoch) is {ens['before_fit_s'] + ens['first_epoch_s']:.2f} s.",
     ]
     targets = [
@@ -176,7 +179,8 @@ def run(args) -> dict:
     return {"part": "collapse", "title": "Collapse study: ensemble vs loop of Keras models",
             "backend": backend, "device": device, "columns": columns, "rows": rows, "notes": notes,
             "targets": targets,
-            "extra": {"naive": nets, "ensemble": ens, "ensemble_runs": [r[0] for r in runs], "ratio": ratio, "cpu_ratio": cpu_ratio, "collapse_rate": float(result.rate)
+            "extra": {"naive": nets, "ensemble": ens, "ensemble_runs": [r[0] for r in runs], "ratio": ratio,
+                      "cpu_ratio": cpu_ratio, "collapse_rate": float(result.rate)
                       if hasattr(result, "rate") else str(result), "members": members, "epochs": epochs,
                       "sample": sample, "repeat": repeat}}
 

@@ -13,7 +13,6 @@ Nothing asserts.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -25,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, children_cpu, env_backend_device, part_main, part_parser, pick_assignments  # noqa: E402
 
 DEFAULT = "a1_clipping"
-COURSE = 300  # students (issue 7: "grade 300 students overnight")
+COURSE = 300  # students (target: grade 300 students overnight)
 
 
 def grade_batch(name: str, copies: int, jobs: int) -> dict:
@@ -35,7 +34,7 @@ def grade_batch(name: str, copies: int, jobs: int) -> dict:
         subs.mkdir()
         for i in range(copies):
             shutil.copy(ROOT / "autograder" / name / "solution.ipynb", subs / f"student{i:03d}.ipynb")
-        cmd = [sys.executable, "-c", "import sys; from gradkit.cli import main; sys.exit(main())",
+        cmd = [sys.executable, "-c", "import sys; from gradkit_tools.cli import main; sys.exit(main())",
                "grade", name, str(subs), "-o", str(work / "out"), "--jobs", str(jobs), "--force", "--quiet"]
         c0, t0 = children_cpu(), time.perf_counter()
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
@@ -76,7 +75,7 @@ def run(args) -> dict:
     targets = [{"what": f"{COURSE} submissions of {name} overnight (12 h)", "target": "<= 12 h",
                 "measured": f"{COURSE * best['wall_s'] / best['copies'] / 3600:.1f} h at --jobs {best['jobs']}",
                 "met": COURSE * best["wall_s"] / best["copies"] / 3600 <= 12.0,
-                "note": "derived target: 300 students overnight; issue 7 sets none for this table"}]
+                "note": "derived target: 300 students overnight; none set for this table"}]
     return {"part": "grade", "title": f"gradkit grade throughput ({name}, {copies} copies)",
             "backend": backend, "device": device, "columns": columns, "rows": rows, "notes": notes,
             "targets": targets, "extra": {"batches": batches, "assignment": name}}

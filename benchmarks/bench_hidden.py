@@ -2,19 +2,19 @@
 
     .venv/bin/python benchmarks/bench_hidden.py [--assignments a1_clipping,a2_init] [--no-otter] [--quick]
 
-* In process: every test cell of the master ``solutions/<a>/<a>.ipynb`` (whatever its tests are
+* In process: every test cell of the master ``course/<a>/<a>.ipynb`` (whatever its tests are
   called) is run against the master's solutions, with ``tests/_masters.py`` (``master_parts``,
   ``compiled_tests``, ``namespace``, ``setup_source``, ``run_test``): the namespace is the
   master's set-up cell (the first cell outside the questions that imports keras) followed by
   every question's solution code; each test is timed, and the times are summed per question
-  (hidden and public separately) and per assignment. ``gradkit.bands.clear_memo()`` runs before
+  (hidden and public separately) and per assignment. ``gradkit_grader.bands.clear_memo()`` runs before
   each assignment, so statistics shared by the tests of one band are computed once per
   assignment, as in a graded run (the first test that needs one is charged for it).
-* Per submission: ``gradkit.grade.grade`` of ``autograder/<a>/solution.ipynb`` with the
+* Per submission: ``gradkit_tools.grade.grade`` of ``autograder/<a>/solution.ipynb`` with the
   release's ``autograder.zip`` (the real ``otter run`` in a child: kernel start, the notebook's
   graded cells, every test), wall time from its record.
 
-Targets (issue 7, 2 CPU cores): <= 60 s per assignment. Nothing asserts.
+Targets (2 CPU cores): <= 60 s per assignment. Nothing asserts.
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def _strip_magics(src: str) -> str:
 
 def in_process(name: str) -> dict:
     """Time every test of the master of ``name`` against its solutions."""
-    from gradkit import bands
+    from gradkit_grader import bands
 
     M = _masters()
     master = M.master_path(name)
@@ -82,7 +82,7 @@ def in_process(name: str) -> dict:
 
 def per_submission(name: str) -> dict:
     """``gradkit grade`` of the release's solution notebook: one otter run, timed by gradkit."""
-    from gradkit.grade import grade
+    from gradkit_tools.grade import grade
 
     zip_path = ROOT / "autograder" / name / "autograder.zip"
     work = Path(tempfile.mkdtemp(prefix=f"bench-hidden-{name}-"))
@@ -104,7 +104,7 @@ def run(args) -> dict:
     names = pick_assignments(args.assignments, QUICK if args.quick else assignments())
     otter = not (args.no_otter or args.quick)
     backend, device = backend_device()
-    os.chdir(ROOT)  # tolerances() and gradkit grade find grading.yml from here
+    os.chdir(ROOT)  # tolerances() and gradkit grade find the course (course/grading.yml) from here
     columns = ["assignment", "question", "hidden tests", "hidden s", "hidden cpu s", "public s",
                "slowest hidden test (s)", "passed", "per submission s", "submission cpu s"]
     rows, targets, detail, problems = [], [], [], []
@@ -136,7 +136,8 @@ def run(args) -> dict:
                      f"{n_pass}/{len(r['tests'])}",
                      None if sub is None else (sub["seconds"] if sub["status"] == "graded" else sub["status"]),
                      None if sub is None else sub["cpu_s"]])
-        problems += [f"{name}: {t['test']} {t['outcome']}: {t['message']}" for t in r["tests"] if t["outcome"] != "pass"]
+        problems += [f"{name}: {t['test']} {t['outcome']}: {t['message']}" for t in r["tests"]
+                     if t["outcome"] != "pass"]
         targets.append({"what": f"{name} hidden tests, in process", "target": f"<= {TARGET_S:.0f} s",
                         "measured": f"{hidden_s:.1f} s", "met": hidden_s <= TARGET_S})
         if sub is not None:

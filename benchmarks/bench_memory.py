@@ -1,4 +1,4 @@
-"""Peak memory of grading one submission: where grading.yml's ``grade.memory_limit_mb`` comes from.
+"""Peak memory of grading one submission: where course/grading.yml's ``grade.memory_limit_mb`` comes from.
 
 ``gradkit grade`` limits the address space (RLIMIT_AS, inherited by otter's kernel) of each
 grading child. This script runs the real ``otter run`` of each assignment's solution (the
@@ -18,7 +18,8 @@ from pathlib import Path
 
 import psutil
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, assignments  # noqa: E402
 
 
 def peak_memory(name: str) -> tuple[float, float, float]:
@@ -50,14 +51,15 @@ def peak_memory(name: str) -> tuple[float, float, float]:
 
 
 def main(argv: list[str]) -> None:
-    known = sorted(p.name for p in (ROOT / "autograder").iterdir() if (p / "autograder.zip").is_file())
+    known = assignments()  # a master course/<a>/<a>.ipynb and a release autograder/<a>/autograder.zip
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("names", nargs="*", metavar="assignment",
                     help=f"assignments to measure (default: all of {', '.join(known)})")
     names = ap.parse_args(argv).names or known
     unknown = [n for n in names if n not in known]
     if unknown:
-        ap.error(f"no autograder/<name>/autograder.zip for {', '.join(unknown)}; known: {', '.join(known)}")
+        ap.error(f"no master course/<name>/<name>.ipynb with a release autograder/<name>/autograder.zip for "
+                 f"{', '.join(unknown)}; known: {', '.join(known)}")
     print(f"{'assignment':<16}{'peak virtual MB':>16}{'peak resident MB':>18}{'seconds':>9}")
     for name in names:
         vms, rss, s = peak_memory(name)

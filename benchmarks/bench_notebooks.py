@@ -12,7 +12,7 @@ export cell (``grader.export(...)``, which writes the submission zip and would r
 notebook a second time) is left out. Per-cell times come from the kernel's own timestamps.
 ``--quick`` leaves out the ``otter_ignore`` cells (then it is NOT the full run).
 
-Target (issue 7, 2 CPU cores): <= 3 min per notebook. Nothing asserts.
+Target (2 CPU cores): <= 3 min per notebook. Nothing asserts.
 """
 from __future__ import annotations
 

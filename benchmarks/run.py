@@ -1,4 +1,4 @@
-"""Run gradkit's benchmarks and print one table per part (issue 7).
+"""Run gradkit's benchmarks and print one table per part.
 
     python benchmarks/run.py                      # everything, ~15 min on 2 idle cores
     python benchmarks/run.py --quick              # smaller sizes: a smoke run
@@ -50,7 +50,7 @@ def _reexec_in_venv() -> None:
 
 _reexec_in_venv()
 sys.path.insert(0, str(HERE))
-from _common import loadavg, machine, render  # noqa: E402
+from _common import loadavg, machine  # noqa: E402
 
 PARTS = ["collapse", "hidden", "notebooks", "grade"]
 #: what runs under JAX when --backend both (the budget of a 15-minute run on 2 cores)

@@ -1,6 +1,6 @@
 """Shared harness for the assignment tests (test_a1_clipping ... test_a4_resnet).
 
-An Otter master notebook (``solutions/<name>/<name>.ipynb``) is read into its parts, the test cells
+An Otter master notebook (``course/<name>/<name>.ipynb``) is read into its parts, the test cells
 are run outside otter against the solution or a student's variant, and the real otter CLI is run
 end to end. Everything that differs between assignments (the master, the prelude a student
 notebook defines, otter's time limit and environment) is a parameter.
@@ -23,86 +23,38 @@ import sys
 import time
 from pathlib import Path
 
-import nbformat
-import yaml
+from gradkit_tools import master as master_reader
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def master_path(name: str) -> Path:
-    """The master notebook of assignment ``name``: ``solutions/<name>/<name>.ipynb``."""
-    return ROOT / "solutions" / name / f"{name}.ipynb"
+    """The master notebook of assignment ``name``: ``course/<name>/<name>.ipynb``."""
+    return ROOT / "course" / name / f"{name}.ipynb"
 
 
 # --------------------------------------------------------------------------- master parsing
 
-def _walk(master: Path):
-    """Yield ``(cell, config, block)`` for every cell of the master, in order.
-
-    ``config`` is the YAML config of the question the cell lies in (None outside ``BEGIN/END
-    QUESTION``; the ``BEGIN QUESTION`` cell itself carries its config), ``block`` is
-    ``"solution"``, ``"tests"`` or None (the state after the cell, for the raw marker cells).
-    """
-    nb = nbformat.read(str(master), as_version=4)
-    config, block = None, None
-    for cell in nb.cells:
-        src = cell.source
-        first = src.strip().splitlines()[0] if src.strip() else ""
-        if cell.cell_type == "raw":
-            if first.startswith("# BEGIN QUESTION"):
-                config = yaml.safe_load("\n".join(src.strip().splitlines()[1:]))
-            elif first.startswith("# BEGIN SOLUTION"):
-                block = "solution"
-            elif first.startswith("# BEGIN TESTS"):
-                block = "tests"
-            elif first.startswith(("# END SOLUTION", "# END TESTS")):
-                block = None
-            elif first.startswith("# END QUESTION"):
-                config = None
-        yield cell, config, block
-
-
 def master_parts(master: Path, *, markdown_answers: bool = False):
-    """The parts of a master notebook, as three dicts.
+    """The parts of a master notebook (read by :mod:`gradkit_tools.master`), as three dicts.
 
     ``({question: config}, {question: solution source}, {test name: (question, hidden, points, source)})``.
 
     A question's solution is its solution-block code cells, concatenated (each followed by a newline).
     With ``markdown_answers``, markdown cells in a solution block (a manual question's written
-    answer) are part of the solution too; otherwise only code counts. ``hidden`` and ``points`` come
-    from the test cell's ``BEGIN TEST CONFIG`` header (not hidden, no points when it has none).
+    answer) are part of the solution too; otherwise only code counts.
     """
-    configs, solutions, tests = {}, {}, {}
-    for cell, config, block in _walk(master):
-        if config is None:
-            continue
-        question, src = config["name"], cell.source
-        if cell.cell_type == "raw":  # the BEGIN QUESTION cell (and the question's other raw cells)
-            configs[question] = config
-            continue
-        if cell.cell_type == "markdown" and markdown_answers:
-            if block == "solution":
-                solutions[question] = solutions.get(question, "") + src + "\n"
-            continue
-        if cell.cell_type != "code":
-            continue
-        if block == "solution":
-            solutions[question] = solutions.get(question, "") + src + "\n"
-        elif block == "tests":
-            name = re.search(r"^def (\w+)\(", src, re.M).group(1)
-            conf = re.match(r'""" # BEGIN TEST CONFIG\n(.*?)\n""" # END TEST CONFIG\n', src, re.S)
-            conf = yaml.safe_load(conf.group(1)) if conf else {}
-            tests[name] = (question, bool(conf.get("hidden", False)), conf.get("points"), src)
-    return configs, solutions, tests
+    solutions = {q: "".join(src + "\n" for src in cells)
+                 for q, cells in master_reader.solution_code(master, markdown=markdown_answers).items()}
+    tests = {name: (t.question, t.hidden, t.points, t.source) for name, t in master_reader.test_cells(master).items()}
+    return master_reader.questions(master), solutions, tests
 
 
 def setup_source(master: Path, marker: str = "from gradkit import"):
-    """The master's set-up cell: the first code cell outside solution and test blocks containing
-    ``marker``; None when there is none."""
-    for cell, _, block in _walk(master):
-        if cell.cell_type == "code" and block is None and marker in cell.source:
-            return cell.source
-    return None
+    """The master's set-up cell: the first code cell outside solution and test blocks containing ``marker``;
+    None when there is none."""
+    return next((c.source for c in master_reader.walk(master)
+                 if c.kind == "code" and c.block is None and marker in c.source), None)
 
 
 # --------------------------------------------------------------------------- running test cells
@@ -161,7 +113,7 @@ def failed_by_test(tests: dict, names, ns: dict) -> dict:
 
 
 def assert_band_cases(tests: dict, checks, band_steps: int) -> dict:
-    """Each check of ``checks`` (gradkit.checks) is a banded test: ``band_steps`` hidden cases
+    """Each check of ``checks`` (gradkit_grader.statistic) is a banded test: ``band_steps`` hidden cases
     ``<test>_band_<k>`` of equal points, case k asserting band step k between the check's two bounds on
     its statistic. Returns ``{check.test: {case name: tests entry}}`` for further assertions."""
     out = {}
@@ -192,15 +144,15 @@ def solution_passes(tests: dict, names, ns: dict) -> dict:
 
 
 def sweep_base_seeds(monkeypatch, tests: dict, hidden, ns: dict, bases) -> None:
-    """Every test of ``hidden`` passes on ``ns`` under each base seed of ``bases`` (grading.yml's
-    ``seed`` replaced through ``gradkit.config.tolerances``; memoized statistics forgotten per seed)."""
-    import gradkit.config
-    from gradkit.bands import clear_memo
+    """Every test of ``hidden`` passes on ``ns`` under each base seed of ``bases`` (tolerances.yml's
+    ``seed`` replaced through ``gradkit_tools.course.tolerances``; memoized statistics forgotten per seed)."""
+    import gradkit_tools.course
+    from gradkit_grader.bands import clear_memo
 
-    real = gradkit.config.tolerances
+    real = gradkit_tools.course.tolerances
     report, passed = [], 0
     for base in bases:
-        monkeypatch.setattr(gradkit.config, "tolerances",
+        monkeypatch.setattr(gradkit_tools.course, "tolerances",
                             lambda name, *a, _b=base, **kw: {**real(name, *a, **kw), "seed": _b})
         clear_memo()
         t0 = time.perf_counter()
@@ -217,6 +169,86 @@ def assert_fails_exactly(tests: dict, names, ns: dict, must_fail: set, variant: 
     failed = failures(tests, names, ns)
     assert set(failed) == must_fail, f"{variant}: failed {sorted(failed)}, expected {sorted(must_fail)}: {failed}"
     return failed
+
+
+# --------------------------------------------------------------------------- the catalogue of answers
+
+def catalogue_answers(name: str, questions=None) -> list[str]:
+    """Names of the right and wrong answers of ``course/<name>/answers.yml`` that are answer code
+    (no file-level entries), editing only ``questions`` (all when None); sorted."""
+    from gradkit_tools.answers import entries
+    from gradkit_tools.course import assignment
+
+    out = []
+    for key, e in entries(assignment(name)).items():
+        if e["kind"] not in ("correct", "wrong") or set(e) & {"raw", "zip", "extra_cells", "drop_checks", "blank"}:
+            continue
+        if questions is None or set(e.get("answers") or {}) <= set(questions):
+            out.append(key)
+    return sorted(out)
+
+
+def expected_failures(tests: dict, entry: dict) -> set:
+    """The test cases an entry's ``fails:`` names: a case itself, or every case of a banded test."""
+    out = set()
+    for name in entry.get("fails") or []:
+        cases = {c for c in tests if c == name or band_case_test(c) == name}
+        assert cases, f"fails: {name!r} is no test case of the master"
+        out |= cases
+    return out
+
+
+def case_points(configs: dict, tests: dict) -> dict:
+    """``{case: points}`` by otter's rule: a question's cases with points keep them, the others share
+    the rest of the question's points equally."""
+    out = {}
+    for q, cfg in configs.items():
+        cases = {n: e for n, e in tests.items() if e[0] == q}
+        pointed = {n: float(e[2]) for n, e in cases.items() if e[2] is not None}
+        rest = [n for n in cases if n not in pointed]
+        share = (float(cfg.get("points") or 0) - sum(pointed.values())) / len(rest) if rest else 0.0
+        out.update(pointed)
+        out.update({n: share for n in rest})
+    return out
+
+
+def assert_catalogue_answer(name: str, entry_name: str, tests: dict, questions) -> dict:
+    """Run every test case of ``questions`` on the namespace of catalogue entry ``entry_name``
+    (:func:`gradkit_tools.answers.namespace`): exactly the cases its ``fails:`` names fail (none for
+    a right answer), and each ``hints:`` text is in its case's message. Returns the messages."""
+    from gradkit_grader.bands import clear_memo
+    from gradkit_tools.answers import entries, namespace
+    from gradkit_tools.course import assignment
+
+    a = assignment(name)
+    entry = entries(a)[entry_name]
+    names = [c for c, e in tests.items() if e[0] in questions]
+    want = expected_failures(tests, entry)
+    assert want <= set(names), f"{entry_name}: fails: {sorted(want - set(names))} outside {sorted(questions)}"
+    if entry["kind"] == "wrong":
+        assert want, f"{entry_name}: a wrong answer must name the cases it fails (fails:)"
+    clear_memo()
+    failed = failures(tests, names, namespace(a, entry_name))
+    clear_memo()
+    assert set(failed) == want, f"{entry_name}: failed {sorted(failed)}, catalogue says {sorted(want)}: {failed}"
+    for case, text in (entry.get("hints") or {}).items():
+        assert text in failed.get(case, ""), f"{entry_name}: {case}'s message lacks {text!r}: {failed.get(case)}"
+    return failed
+
+
+def assert_expect_follows_fails(name: str, entry_name: str, configs: dict, tests: dict) -> None:
+    """A right or wrong answer's ``expect:`` is what its ``fails:`` costs: per autograded question,
+    its points less the points of the cases it fails (otter scores the passed cases' points)."""
+    from gradkit_tools.answers import entries
+    from gradkit_tools.course import assignment
+
+    entry = entries(assignment(name))[entry_name]
+    points, failed = case_points(configs, tests), expected_failures(tests, entry)
+    graded = {q for q, cfg in configs.items() if not cfg.get("manual")}
+    want = {q: float(configs[q].get("points") or 0) - sum(points[c] for c in failed if tests[c][0] == q)
+            for q in graded}
+    got = {q: float((entry.get("expect") or {}).get(q, configs[q].get("points") or 0)) for q in graded}
+    assert got == want, f"{entry_name}: expect {got} but fails: costs {want}"
 
 
 # --------------------------------------------------------------------------- otter end to end
@@ -268,6 +300,6 @@ def assert_hidden_tests_self_contained(tests: dict, name: str) -> None:
     """Hidden tests read their bounds via ``tolerances("<name>")``, and no test cell imports at
     module level (imports go inside the test function: field guide section 1)."""
     for test, (_, hidden, _, src) in tests.items():
-        assert f'tolerances("{name}")' in src or not hidden, f"{test}: bounds must come from grading.yml"
+        assert f'tolerances("{name}")' in src or not hidden, f"{test}: bounds must come from tolerances.yml"
         for line in src.splitlines():
             assert not re.match(r"^(import|from)\s", line), f"{test}: module-level import {line!r}"

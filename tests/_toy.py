@@ -1,10 +1,11 @@
 """The toy fixture assignment, released once per test process (shared by test_release and test_grade).
 
-``tests/fixtures/toy/toy.ipynb`` is a numpy-only master (q1: relu, 2 points,
+``tests/fixtures/toy/course/toy/toy.ipynb`` is a numpy-only master (q1: relu, 2 points,
 public + hidden test reading ``tolerances("toy")``; q2: mean_square, 1 point,
-hidden test only, deliberately without gradkit.guard so that a ``sys.exit`` in
+hidden test only, deliberately without gradkit_grader.guard so that a ``sys.exit`` in
 student code aborts otter's grading; q3: total, 1 point, public test).
-``tests/fixtures/toy/grading.yml`` holds its tolerance.
+``tests/fixtures/toy/course/toy/tolerances.yml`` holds its tolerance, and
+``tests/fixtures/toy/course/grading.yml`` the toy course's grading limits.
 """
 from __future__ import annotations
 
@@ -15,24 +16,22 @@ from functools import lru_cache
 from pathlib import Path
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-TOY_MASTER = FIXTURES / "toy" / "toy.ipynb"
-TOY_CONFIG = FIXTURES / "toy" / "grading.yml"
+TOY_COURSE = FIXTURES / "toy" / "course"
+TOY_MASTER = TOY_COURSE / "toy" / "toy.ipynb"
 SUBMISSIONS = FIXTURES / "toy_submissions"
 
 
 def make_tree(root: Path) -> Path:
-    """A project tree ``root/solutions/toy/toy.ipynb`` (no generated output yet)."""
-    (root / "solutions" / "toy").mkdir(parents=True, exist_ok=True)
-    shutil.copy(TOY_MASTER, root / "solutions" / "toy" / "toy.ipynb")
+    """A project tree ``root/course/`` holding the toy course (no generated output yet)."""
+    shutil.copytree(TOY_COURSE, root / "course", dirs_exist_ok=True)
     return root
 
 
 def release_tree(root: Path, **kwargs) -> list:
-    """Run gradkit.release.release on the tree at ``root`` with the toy grading.yml."""
-    from gradkit.release import release
+    """Run gradkit_tools.release.release on the tree at ``root``."""
+    from gradkit_tools.release import release
 
-    return release(solutions=root / "solutions", assignments=root / "assignments",
-                   autograder=root / "autograder", config=TOY_CONFIG, **kwargs)
+    return release(root / "course", assignments=root / "assignments", autograder=root / "autograder", **kwargs)
 
 
 @lru_cache(maxsize=None)

@@ -1,15 +1,15 @@
 """Assignment a1_clipping (exploding gradients, gradient clipping): master tests and the otter pipeline.
 
-* Fast part: the test cells of ``solutions/a1_clipping/a1_clipping.ipynb`` are extracted and run,
+* Fast part: the test cells of ``course/a1_clipping/a1_clipping.ipynb`` are extracted and run,
   outside otter, against the solution and against the typical wrong answers. Each wrong answer
   must fail exactly the hidden tests written for it, with an ``AssertionError`` (per-tensor norm
   where the global norm was asked, value clipping where norm clipping was asked, squared norm,
   summed norms, NaN on zero gradients, an optimizer that does not clip, ...), while correct
   alternative implementations pass every test.
-* Hidden tests draw their inputs from the per-submission seed (``gradkit.seeding``); q2's
-  convergence test is 4 band cases (``test_optimizer_converges_band_1..4``, ``gradkit.bands``)
+* Hidden tests draw their inputs from the per-submission seed (``gradkit_grader.seeding``); q2's
+  convergence test is 4 band cases (``test_optimizer_converges_band_1..4``, ``gradkit_grader.bands``)
   that count as one test here: a wrong answer must fail all four, a correct one pass all four.
-  The statistics of the tests that train live in ``gradkit.checks.a1_clipping``; the slow
+  The statistics of the tests that train live in ``gradkit_grader.course.a1_clipping.statistics``; the slow
   ``test_seed_sweep`` runs every hidden test on the solution under 20 base seeds.
 * End-to-end part: the real ``otter assign`` on the master (with its own test run, which requires
   full marks), then the real ``otter run`` with the generated autograder zip on the solution
@@ -22,9 +22,19 @@ import re
 
 import pytest
 
-from _masters import (assert_hidden_tests_self_contained, assert_question_cases, compiled_tests,
-                      grade, master_parts, master_path, namespace, otter, run_test, solution_passes,
-                      sweep_base_seeds)
+from _masters import (
+    assert_hidden_tests_self_contained,
+    assert_question_cases,
+    compiled_tests,
+    grade,
+    master_parts,
+    master_path,
+    namespace,
+    otter,
+    run_test,
+    solution_passes,
+    sweep_base_seeds,
+)
 
 NAME = "a1_clipping"
 MASTER = master_path(NAME)
@@ -47,7 +57,7 @@ def grouped_failures(tests: dict, names, ns: dict) -> dict:
     A banded test fails when any of its cases fails (its message: the first failing case's), and
     then it must fail ALL of them: a wrong answer scores 0 on it. Memoised statistics are cleared
     first, so each variant computes its own."""
-    from gradkit.bands import clear_memo
+    from gradkit_grader.bands import clear_memo
 
     clear_memo()
     failed = {}
@@ -91,25 +101,25 @@ def test_master_layout():
 
 
 def test_grading_section_complete():
-    """Every tol[...] key a test or its statistic (gradkit.checks.a1_clipping) reads exists in
-    grading.yml, and every key there is used."""
-    import gradkit.checks.a1_clipping as checks
-    from gradkit.config import tolerances
+    """Every tol[...] key a test or its statistic (gradkit_grader.course.a1_clipping.statistics) reads exists in
+    course/a1_clipping/tolerances.yml, and every key there (budgets aside) is used."""
+    import gradkit_grader.course.a1_clipping.statistics as checks
+    from gradkit_tools.course import tolerances
 
     tol = tolerances(NAME)
     _, _, tests = master_parts(MASTER)
     used = set()
     for src in [s for _, _, _, s in tests.values()] + [inspect.getsource(checks)]:
         used |= set(re.findall(r"""tol\[\s*["'](\w+)["']\s*\]""", src))
-    assert used <= set(tol), f"keys missing in grading.yml: {sorted(used - set(tol))}"
-    assert set(tol) <= used, f"unused keys in grading.yml: {sorted(set(tol) - used)}"
+    assert used <= set(tol), f"keys missing in tolerances.yml: {sorted(used - set(tol))}"
+    assert set(tol) <= used, f"unused keys in tolerances.yml: {sorted(set(tol) - used)}"
 
 
 # --------------------------------------------------------------------------- solution
 
 @pytest.mark.backends
 def test_solution_passes_every_test(master):
-    from gradkit.bands import clear_memo
+    from gradkit_grader.bands import clear_memo
 
     ns, tests = master
     clear_memo()
@@ -273,7 +283,7 @@ def test_q2_variants_fail_the_right_tests(master, variant):
 def test_q2_threshold_too_large_earns_three_bands(master):
     """clipvalue=20 overshoots: final MSE 25-85 (30 fits measured), so the worst of 3 runs lies in the
     3/4 band [25, 190]: bands 1-3 pass, band 4 fails with a message in MSE units."""
-    from gradkit.bands import clear_memo
+    from gradkit_grader.bands import clear_memo
 
     _, tests = master
     ns = namespace(PRELUDE, "def make_clipped_optimizer():\n"
@@ -290,10 +300,10 @@ def test_q2_threshold_too_large_earns_three_bands(master):
 # --------------------------------------------------------------------------- statistics and seeds
 
 def test_checks_are_the_statistics_the_master_uses():
-    """gradkit.checks.a1_clipping.CHECKS names the master's tests, its bounds exist in grading.yml,
-    and each test (every band case) calls its statistic and compares with those bounds."""
-    from gradkit.checks import a1_clipping as checks
-    from gradkit.config import tolerances
+    """gradkit_grader.course.a1_clipping.statistics.CHECKS names the master's tests, its bounds exist in
+    tolerances.yml, and each test (every band case) calls its statistic and compares with those bounds."""
+    import gradkit_grader.course.a1_clipping.statistics as checks
+    from gradkit_tools.course import tolerances
 
     tol = tolerances(NAME)
     _, _, tests = master_parts(MASTER)
@@ -305,7 +315,8 @@ def test_checks_are_the_statistics_the_master_uses():
             src = tests[case][3]
             assert check.statistic.__name__ in src and f'tol["{check.full}"]' in src, case
             assert check.zero is None or f'tol["{check.zero}"]' in src, case
-            assert "submission_seed(" in src and "seed_in_failures(seed)" in src, case
+            # seeded per submission; the seed note printed once and carried by every failure
+            assert "submission_seed(" in src and "seed_in_failures(seed, echo=True)" in src, case
         assert check.larger_is_better(tol) is False  # a weight difference, a log MSE: smaller is better
     assert tol["fit_log10_mse_full"] < tol["fit_log10_mse_zero"]
 
@@ -314,8 +325,8 @@ def test_checks_are_the_statistics_the_master_uses():
 def test_reference_components_pass_every_check():
     """gradkit's reference components, at the base seed: every check at full credit; the
     reference clip is also a correct answer to every q1 test."""
-    from gradkit.checks import a1_clipping as checks
-    from gradkit.config import tolerances
+    import gradkit_grader.course.a1_clipping.statistics as checks
+    from gradkit_tools.course import tolerances
 
     tol = tolerances(NAME)
     for check in checks.CHECKS:
@@ -328,8 +339,8 @@ def test_reference_components_pass_every_check():
 
 def test_seeds_depend_on_the_code_and_reach_every_message(master):
     """Different code -> different inputs; the seed is printed and carried by a failure message."""
-    from gradkit.seeding import seed_note, submission_seed
-    from gradkit.config import tolerances
+    from gradkit_grader.seeding import seed_note, submission_seed
+    from gradkit_tools.course import tolerances
 
     _, tests = master
     tol = tolerances(NAME)
@@ -349,14 +360,14 @@ def test_seed_sweep(master, monkeypatch):
     """The solution passes every hidden test (all band cases) under 20 base seeds: 20/20."""
     ns, tests = master
     sweep_base_seeds(monkeypatch, tests, [n for n, (_, h, _, _) in tests.items() if h], ns,
-                     [7001 + 7919 * k for k in range(20)])  # 20 base seeds other than grading.yml's
+                     [7001 + 7919 * k for k in range(20)])  # 20 base seeds other than tolerances.yml's
 
 
 
 # --------------------------------------------------------------------------- otter end to end
 
 def test_otter_assign_and_run_end_to_end(tmp_path):
-    from gradkit.scan import scan_release
+    from gradkit_tools.scan import scan_release
 
     result = tmp_path / "dist"
     otter("assign", str(MASTER), str(result), cwd=tmp_path, timeout=OTTER_TIMEOUT)  # its own test run needs full marks

@@ -1,15 +1,15 @@
 """Assignment a2_init (Glorot / He initialisation): master tests and the otter pipeline.
 
-* Fast part: the test cells of ``solutions/a2_init/a2_init.ipynb`` are extracted and run, outside
+* Fast part: the test cells of ``course/a2_init/a2_init.ipynb`` are extracted and run, outside
   otter, against the solution, against correct alternative implementations (NumPy draws, Keras'
   own initializers where they draw the same distribution) and against the typical wrong answers.
   Each wrong answer must fail the hidden tests written for it with an ``AssertionError``: He with
   the fan-out, the Glorot-uniform limit used as a normal's standard deviation, a truncated normal,
   a Glorot init without the receptive field, swapped fans, a seed that is ignored, ...
-* Statistical part: the bounds of grading.yml are re-derived from their stated formulas, the
-  p-values of gradkit.checks.a2_init reject exactly outside the Wilson / chi-square intervals, and
+* Statistical part: the bounds of tolerances.yml are re-derived from their stated formulas, the
+  p-values of gradkit_grader.course.a2_init.statistics reject exactly outside the Wilson / chi-square intervals, and
   (slow) the solution passes every hidden test under 20 other base seeds (per-submission seeds:
-  gradkit.seeding). The circles training test is banded (4 cases); a variant failing it fails all 4.
+  gradkit_grader.seeding). The circles training test is banded (4 cases); a variant failing it fails all 4.
 * End-to-end part: the real ``otter assign`` on the master (with its own test run, which requires
   full marks), then the real ``otter run`` with the generated autograder zip on the solution
   notebook (full marks on every question) and on the student notebook (zero on every test).
@@ -25,9 +25,20 @@ import nbformat
 import numpy as np
 import pytest
 
-from _masters import (assert_fails_exactly, assert_hidden_tests_self_contained, assert_question_cases, compiled_tests,
-                      grade, master_parts, master_path, namespace, otter, run_test, solution_passes,
-                      sweep_base_seeds)
+from _masters import (
+    assert_fails_exactly,
+    assert_hidden_tests_self_contained,
+    assert_question_cases,
+    compiled_tests,
+    grade,
+    master_parts,
+    master_path,
+    namespace,
+    otter,
+    run_test,
+    solution_passes,
+    sweep_base_seeds,
+)
 
 NAME = "a2_init"
 MASTER = master_path(NAME)
@@ -47,7 +58,7 @@ def master():
 def _with(source: str, replacement: str) -> dict:
     """The solution namespace with some functions redefined (a student's variant); forgets the
     statistics memoized for the previous variant (a variant may keep a function's code and seed)."""
-    from gradkit.bands import clear_memo
+    from gradkit_grader.bands import clear_memo
 
     clear_memo()
     return namespace(PRELUDE, source + "\n" + replacement)
@@ -65,10 +76,10 @@ def test_master_layout():
 
 
 def test_grading_section_complete():
-    """Every tol[...] key a test (or its statistic in gradkit.checks.a2_init) reads exists in
-    grading.yml, and every key there is used."""
-    import gradkit.checks.a2_init as checks
-    from gradkit.config import tolerances
+    """Every tol[...] key a test (or its statistic in gradkit_grader.course.a2_init.statistics) reads exists in
+    course/a2_init/tolerances.yml, and every key there (budgets aside) is used."""
+    import gradkit_grader.course.a2_init.statistics as checks
+    from gradkit_tools.course import tolerances
 
     tol = tolerances(NAME)
     _, _, tests = master_parts(MASTER, markdown_answers=True)
@@ -76,8 +87,8 @@ def test_grading_section_complete():
     for src in [entry[-1] for entry in tests.values()] + [inspect.getsource(checks)]:
         used |= set(re.findall(r"""tol\[\s*["'](\w+)["']\s*\]""", src))
     used |= {c.full for c in checks.CHECKS} | {c.zero for c in checks.CHECKS if c.zero}  # bounds read as tol[key]
-    assert used <= set(tol), f"keys missing in grading.yml: {sorted(used - set(tol))}"
-    assert set(tol) <= used, f"unused keys in grading.yml: {sorted(set(tol) - used)}"
+    assert used <= set(tol), f"keys missing in tolerances.yml: {sorted(used - set(tol))}"
+    assert set(tol) <= used, f"unused keys in tolerances.yml: {sorted(set(tol) - used)}"
 
 
 def test_otter_ignore_only_on_experiment_cells():
@@ -92,9 +103,9 @@ def test_otter_ignore_only_on_experiment_cells():
 def test_bounds_follow_their_derivations():
     from scipy import stats as st
 
-    from gradkit.config import tolerances
     from gradkit.initializers import compute_fans
     from gradkit.stats import variance_interval
+    from gradkit_tools.course import tolerances
 
     tol = tolerances(NAME)
     alpha = tol["min_pvalue"]
@@ -129,12 +140,13 @@ def test_bounds_follow_their_derivations():
 
 
 def test_distribution_pvalues_match_the_intervals():
-    """The p-values of gradkit.checks.a2_init reject exactly outside the Wilson / chi-square intervals."""
+    """The p-values of gradkit_grader.course.a2_init.statistics reject exactly outside the Wilson / chi-square
+    intervals."""
     from scipy import stats as st
 
-    from gradkit.checks.a2_init import distribution_findings
-    from gradkit.config import tolerances
     from gradkit.stats import variance_interval, wilson_interval
+    from gradkit_grader.course.a2_init.statistics import distribution_findings
+    from gradkit_tools.course import tolerances
 
     tol = tolerances(NAME)
     alpha, n = tol["min_pvalue"], 10_000
@@ -196,7 +208,8 @@ def he_uniform(shape, dtype="float32", seed=None):
 def glorot_normal(shape, dtype="float32", seed=None):
     fi, fo = fans(shape)
     return keras.random.normal(shape, stddev=math.sqrt(6.0 / (fi + fo)), dtype=dtype, seed=seed)
-""", {DIST["glorot_normal"], "test_glorot_shrinks_relu_activations"}, "uniform limit sqrt(6/(fan_in + fan_out)) as the standard"),
+""", {DIST["glorot_normal"], "test_glorot_shrinks_relu_activations"},
+        "uniform limit sqrt(6/(fan_in + fan_out)) as the standard"),
     "he_normal_with_uniform_limit": ("""
 def he_normal(shape, dtype="float32", seed=None):
     return keras.random.normal(shape, stddev=math.sqrt(6.0 / fans(shape)[0]), dtype=dtype, seed=seed)
@@ -254,7 +267,8 @@ def glorot_uniform(shape, dtype="float32", seed=None):
     fi, fo = fans(shape)
     limit = math.sqrt(2.0 / (fi + fo))
     return keras.random.uniform(shape, minval=-limit, maxval=limit, dtype=dtype, seed=seed)
-""", {"test_glorot_shrinks_relu_activations", DIST["glorot_uniform"]}, "standard deviation sqrt(2/(fan_in + fan_out)) as the uniform limit"),
+""", {"test_glorot_shrinks_relu_activations", DIST["glorot_uniform"]},
+        "standard deviation sqrt(2/(fan_in + fan_out)) as the uniform limit"),
     "no_square_root": ("""
 def he_normal(shape, dtype="float32", seed=None):
     return keras.random.normal(shape, stddev=2.0 / fans(shape)[0], dtype=dtype, seed=seed)
@@ -437,7 +451,7 @@ def test_activation_std_variants_fail_the_right_tests(master, variant):
 # --------------------------------------------------------------------------- otter end to end
 
 def test_otter_assign_and_run_end_to_end(tmp_path):
-    from gradkit.scan import scan_release
+    from gradkit_tools.scan import scan_release
 
     result = tmp_path / "dist"
     t0 = time.perf_counter()

@@ -1,12 +1,12 @@
 """Assignment a4_resnet (residual blocks): the master notebook's tests, and the real otter pipeline.
 
-* Fast part: the test cells of ``solutions/a4_resnet/a4_resnet.ipynb`` are extracted and run,
+* Fast part: the test cells of ``course/a4_resnet/a4_resnet.ipynb`` are extracted and run,
   outside otter, against the solution, against correct alternative implementations and against
   typical wrong answers. Each wrong answer must fail exactly the hidden tests written for it
   (missing skip -> skip structure and identity behaviour, skip added after the activation ->
   identity behaviour, wrong output width -> shapes, a plain net -> structure and gradient, ...),
   with an AssertionError; the four cases of a banded test count as that test.
-* Statistics: the q2 banded tests compute their value with ``gradkit.checks.a4_resnet``; the
+* Statistics: the q2 banded tests compute their value with ``gradkit_grader.course.a4_resnet.statistics``; the
   solution earns full credit on them, and (slow) under 20 other base seeds on every hidden test.
 * End-to-end part: the real ``otter assign`` on the master, then the real ``otter run`` with the
   generated autograder zip on the solution notebook (full marks) and on the student notebook
@@ -21,9 +21,23 @@ from pathlib import Path
 
 import pytest
 
-from _masters import (assert_band_cases, failed_by_test, assert_fails_exactly, assert_hidden_tests_self_contained, assert_question_cases,
-                      compiled_tests, failures, grade, master_parts, master_path, namespace, otter, setup_source,
-                      solution_passes, sweep_base_seeds)
+from _masters import (
+    assert_band_cases,
+    assert_fails_exactly,
+    assert_hidden_tests_self_contained,
+    assert_question_cases,
+    compiled_tests,
+    failed_by_test,
+    failures,
+    grade,
+    master_parts,
+    master_path,
+    namespace,
+    otter,
+    setup_source,
+    solution_passes,
+    sweep_base_seeds,
+)
 
 NAME = "a4_resnet"
 MASTER = master_path(NAME)
@@ -50,7 +64,7 @@ def master():
 
 @pytest.fixture(autouse=True)
 def _fresh_memo():
-    from gradkit.bands import clear_memo
+    from gradkit_grader.bands import clear_memo
 
     clear_memo()
     yield
@@ -83,15 +97,16 @@ def test_master_layout():
             assert f'submission_seed(tol["seed"], {params})' in src, name
             assert "print(seed_note(seed))" in src, name
     # a banded test: BAND_STEPS cases of equal points, numbered 1..BAND_STEPS, each its own step
-    from gradkit.checks.a4_resnet import CHECKS
+    from gradkit_grader.course.a4_resnet.statistics import CHECKS
 
     assert_band_cases(tests, CHECKS, BAND_STEPS)
 
 
 def test_grading_section_complete():
-    """Every tol[...] key the tests or the statistics read is in grading.yml, and every key there is used."""
-    import gradkit.checks.a4_resnet as module
-    from gradkit.config import tolerances
+    """Every tol[...] key the tests or the statistics read is in tolerances.yml, and every key there (budgets
+    aside) is used."""
+    import gradkit_grader.course.a4_resnet.statistics as module
+    from gradkit_tools.course import tolerances
 
     tol = tolerances(NAME)
     _, _, tests = _parts()
@@ -100,14 +115,14 @@ def test_grading_section_complete():
     for src in sources:
         used |= set(re.findall(r"""tol\[\s*["'](\w+)["']\s*\]""", src))
     used |= {k for c in module.CHECKS for k in (c.full, c.zero)}
-    assert used <= set(tol), f"keys used by tests but missing in grading.yml: {sorted(used - set(tol))}"
-    assert set(tol) <= used, f"keys in grading.yml no test uses: {sorted(set(tol) - used)}"
+    assert used <= set(tol), f"keys used by tests but missing in tolerances.yml: {sorted(used - set(tol))}"
+    assert set(tol) <= used, f"keys in tolerances.yml no test uses: {sorted(set(tol) - used)}"
 
 
 def test_checks_module():
-    import gradkit.checks.a4_resnet as module
-    from gradkit.checks import direction
-    from gradkit.config import tolerances
+    import gradkit_grader.course.a4_resnet.statistics as module
+    from gradkit_grader.statistic import direction
+    from gradkit_tools.course import tolerances
 
     tol = tolerances(NAME)
     assert len(Path(module.__file__).read_text().splitlines()) <= 300
@@ -166,7 +181,7 @@ BLOCK_MUST_FAIL = {
     "raises": {"test_block_output_shape", "test_block_skip_structure", "test_block_identity_when_branch_is_off"},
 }
 
-#: correct ways to write residual_block (the fixtures use the same ideas).
+#: correct ways to write residual_block (the example submissions use the same ideas).
 BLOCK_CORRECT = {
     "add_function_and_names": '''
 def residual_block(x, units, *, activation="relu", initializer="he_normal", seed=None, name="block"):
@@ -242,7 +257,7 @@ _BUILD_SIG = ('def build_resnet(depth, width, input_dim, output_dim, *, activati
 #: wrong build_resnet -> the q2 hidden tests it fails (exactly; bands merged).
 RESNET_MUST_FAIL = {
     # a plain stack of 2 * depth Dense layers: no Add, no better gradient than the plain net, and it
-    # trains worse than a ResNet (grading.yml: train_loss_zero is this control's level)
+    # trains worse than a ResNet (tolerances.yml: train_loss_zero is this control's level)
     "plain_stack": (_BUILD_SIG + '''    inp = keras.Input((input_dim,))
     x = inp
     for i in range(2 * depth):
@@ -273,9 +288,9 @@ RESNET_MUST_FAIL = {
 
 #: correct ways to write build_resnet.
 RESNET_CORRECT = {
-    "library_builder": _BUILD_SIG + '''    return models.build_resnet(depth, width, block=residual_block, activation=activation,
-                               initializer=initializer, input_dim=input_dim, output_dim=output_dim,
-                               output_activation=output_activation, stem_layers=0, head_layers=0,
+    "library_builder": _BUILD_SIG + '''    return models.build_resnet(depth, width, block=residual_block,
+                               activation=activation, initializer=initializer, input_dim=input_dim,
+                               output_dim=output_dim, output_activation=output_activation, stem_layers=0, head_layers=0,
                                seed=seed, name=name)
 ''',
     "reduce_and_dense_activation": "import functools\n" + _BUILD_SIG + '''    inputs = keras.Input(shape=(input_dim,))

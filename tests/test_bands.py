@@ -1,9 +1,9 @@
-"""gradkit.bands: linear credit between two bounds, as pass/fail steps, statistic computed once."""
+"""gradkit_grader.bands: linear credit between two bounds, as pass/fail steps, statistic computed once."""
 import math
 
 import pytest
 
-from gradkit.bands import assert_band_step, band_credit, band_threshold, clear_memo, memo
+from gradkit_grader.bands import assert_band_step, band_credit, band_threshold, clear_memo, memo
 
 
 @pytest.mark.parametrize("zero,full", [(0.6, 0.7), (0.693, 0.5)])

@@ -1,13 +1,17 @@
-"""gradkit.calibrate on a statistic with a known distribution: the mean of 100 N(0, 1) draws
+"""gradkit_tools.calibrate on a statistic with a known distribution: the mean of 100 N(0, 1) draws
 (exactly N(0, 0.01)), so margins, tail probabilities and power can be checked against theory."""
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from gradkit.calibrate import format_reports, run_check, summarize
-from gradkit.checks import Check
+from gradkit_grader.statistic import Check
+from gradkit_tools.calibrate import format_reports, run_check, summarize
+
+ROOT = Path(__file__).resolve().parents[1]
+COURSE = ROOT / "course"
 
 
 def _mean_of_draws(components, tol, seed):
@@ -17,7 +21,11 @@ def _mean_of_draws(components, tol, seed):
 
 def _check(full="mean_min"):
     return Check(name="toy mean", test="test_toy_mean", statistic=_mean_of_draws, full=full, zero=None,
-                 reference=lambda tol: {"shift": 0.0}, wrong={"shifted": lambda tol: {"shift": -1.0}})
+                 reference=lambda tol: {"shift": 0.0})
+
+
+#: the toy check's wrong answer (components, as a catalogue entry's namespace gives them)
+WRONG = {"shifted": {"shift": -1.0}}
 
 
 TOL = {"mean_min": -0.4, "mean_max": 0.4}
@@ -59,9 +67,9 @@ def test_direction_power_and_failures_count():
     upper = _check("mean_max")
     rep = summarize(upper, "toy", TOL, run_check(upper, TOL, range(50)), seconds=0.0)
     assert not rep.larger_is_better and rep.margin_sd > 3
-    from gradkit.calibrate import _power
+    from gradkit_tools.calibrate import _power
 
-    power = _power(_check(), TOL, range(50))["shifted"]  # mean -1 vs bound -0.4: 6 sd below
+    power = _power(_check(), TOL, range(50), WRONG)["shifted"]  # mean -1 vs bound -0.4: 6 sd below
     assert power["fails"] == 50 and power["fail_prob"] > 0.99
 
     def crashes(components, tol, seed):
@@ -81,26 +89,25 @@ def test_too_tight_bound_misses_the_budget():
     rep = summarize(_check(), "toy", tol, run_check(_check(), tol, range(300)), seconds=0.0)
     assert 1e-3 < rep.tail_prob < 0.1 and not rep.meets_budget
     assert len(rep.values) == 300 and rep.method == "empirical"  # the runs themselves are kept
-    json.dumps(rep.values)  # serialisable for calibration/<name>.json
+    json.dumps(rep.values)  # serialisable for course/<name>/calibration.json
 
 
 @pytest.mark.parametrize("name", ["a1_clipping", "a2_init", "a3_dying_relu", "a4_resnet"])
 def test_every_stochastic_check_declares_a_budget(name):
-    """grading.yml budgets.<name> names every stochastic hidden test of gradkit.checks.<name>, each with
-    a false-fail budget <= 1e-4 per evaluation and a method (issue 10)."""
-    from pathlib import Path
+    """course/<name>/tolerances.yml ``budgets:`` names every stochastic hidden test of
+    gradkit_grader.course.<name>.statistics, each with a false-fail budget <= 1e-4 per evaluation and a
+    method."""
+    from gradkit_tools.calibrate import DEFAULT_BUDGET, budgets, checks_of
 
-    from gradkit.calibrate import DEFAULT_BUDGET, budgets, checks_of
-
-    declared = budgets(name, Path(__file__).resolve().parents[1] / "grading.yml")
+    declared = budgets(name, COURSE)
     assert set(declared) == {c.test for c in checks_of(name)}, "budgets must name exactly the stochastic tests"
     assert all(0 < e["budget"] <= DEFAULT_BUDGET for e in declared.values())
 
 
 def test_spread_seeds_are_distinct_reproducible_and_not_consecutive():
     """Runs must not share trainings: a1 trains with seeds s, s + 1, s + 2, so consecutive run seeds would."""
-    from gradkit.calibrate import spread_seeds
-    from gradkit.seeding import SEED_LIMIT
+    from gradkit_grader.seeding import SEED_LIMIT
+    from gradkit_tools.calibrate import spread_seeds
 
     seeds = spread_seeds(300, 10_000)
     assert seeds == spread_seeds(300, 10_000) and seeds != spread_seeds(300, 10_001)
@@ -111,32 +118,29 @@ def test_spread_seeds_are_distinct_reproducible_and_not_consecutive():
     assert gaps.min() > 9000
 
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
-
-
 @pytest.mark.parametrize("name", ["a1_clipping", "a2_init", "a3_dying_relu", "a4_resnet"])
 def test_committed_calibration_meets_every_budget(name):
-    """calibration/<name>.json (written by `gradkit calibrate`, issue 10): >= 300 runs per stochastic check at
-    the bounds grading.yml has now, no false fail, empirical tails within budget, power >= 0.99."""
-    from gradkit.calibrate import calibration_problems
+    """course/<name>/calibration.json (written by `gradkit calibrate`): >= 300 runs per stochastic
+    check at the bounds tolerances.yml has now, no false fail, empirical tails within budget, power >= 0.99."""
+    from gradkit_tools.calibrate import calibration_problems
 
-    assert calibration_problems(name, ROOT / "grading.yml") == []
+    assert calibration_problems(name, COURSE) == []
 
 
 def test_calibration_problems_sees_a_changed_bound(tmp_path):
     """Tightening a bound after calibrating makes the committed calibration stale."""
-    from gradkit.calibrate import calibration_problems
+    from gradkit_tools.calibrate import calibration_problems
 
-    doc = json.loads((ROOT / "calibration" / "a4_resnet.json").read_text())
+    doc = json.loads((COURSE / "a4_resnet" / "calibration.json").read_text())
     key = next(k for k in doc["checks"] if k.startswith("test_resnet_trains"))
     doc["checks"][key]["bound"] += 0.01
     doc["checks"][key]["false_fails"] = 2
     doc["checks"][key]["power"] = {}
     (tmp_path / "a4_resnet.json").write_text(json.dumps(doc))
-    problems = calibration_problems("a4_resnet", ROOT / "grading.yml", tmp_path / "a4_resnet.json")
+    problems = calibration_problems("a4_resnet", COURSE, tmp_path / "a4_resnet.json")
     assert any("re-run gradkit calibrate" in p for p in problems)
     assert any("2 of" in p for p in problems) and any("unmeasured" in p for p in problems)
-    assert calibration_problems("a4_resnet", ROOT / "grading.yml", tmp_path / "missing.json")[0].endswith(
+    assert calibration_problems("a4_resnet", COURSE, tmp_path / "missing.json")[0].endswith(
         "run `gradkit calibrate a4_resnet`")
 
 
@@ -144,9 +148,9 @@ def test_calibration_problems_sees_a_changed_bound(tmp_path):
 def test_committed_calibration_summaries_follow_from_its_runs(name, tmp_path):
     """`gradkit calibrate --refit` (summaries recomputed from the stored runs, no new runs) reproduces the
     committed file: its numbers come from its 300 runs and the current tail fits, not from an edit."""
-    from gradkit.calibrate import refit
+    from gradkit_tools.calibrate import refit
 
-    committed = ROOT / "calibration" / f"{name}.json"
+    committed = COURSE / name / "calibration.json"
     refit(name, committed, out=tmp_path / "refit.json")
     old, new = json.loads(committed.read_text()), json.loads((tmp_path / "refit.json").read_text())
     _assert_same(old, new, name)

@@ -10,12 +10,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from _toy import SUBMISSIONS, TOY_CONFIG, released_toy
-from gradkit._gradejob import Ungradable, prepare
-from gradkit._nbnorm import read_zip, write_zip
-from gradkit.cli import main
-from gradkit.grade import GradeError, grade, merge, parse_shard
-from gradkit.tamper import scan_submission
+from _toy import SUBMISSIONS, TOY_COURSE, released_toy
+from gradkit_tools.cli import main
+from gradkit_tools.grade import GradeError, grade, merge, parse_shard
+from gradkit_tools.gradejob import Ungradable, prepare
+from gradkit_tools.reproducible import read_zip, write_zip
+from gradkit_tools.tamper import scan_submission
 
 TIMEOUT_S = 30  # the infinite loop's budget; a toy notebook grades in ~4 s (~15 s on a loaded 2-core box)
 MAIN_SET = ["Copy of toy.ipynb", "blank.ipynb", "infinite_loop.ipynb", "not_json.ipynb", "syntax_error.ipynb",
@@ -39,7 +39,7 @@ def graded(autograder, tmp_path_factory) -> Path:
     """The main fixture folder graded once through the CLI, 2 jobs, small timeout."""
     out = tmp_path_factory.mktemp("graded")
     code = main(["grade", str(autograder), str(SUBMISSIONS), "-o", str(out), "--jobs", "2",
-                 "--timeout", str(TIMEOUT_S), "--memory-mb", "4096", "--config", str(TOY_CONFIG), "--quiet"])
+                 "--timeout", str(TIMEOUT_S), "--memory-mb", "4096", "--course", str(TOY_COURSE), "--quiet"])
     assert code == 0
     return out
 
@@ -58,8 +58,10 @@ def test_every_submission_gets_a_row(graded):
 
 def test_correct_blank_syntax_error_and_infinite_loop(graded):
     rows = _rows(graded / "final_grades.csv")
-    ok, blank, syntax, loop = rows["toy.ipynb"], rows["blank.ipynb"], rows["syntax_error.ipynb"], rows["infinite_loop.ipynb"]
-    assert (ok["total_points_earned"], ok["percent_correct"], ok["grading_status"], ok["reason"]) == ("4.0", "1.0", "graded", "")
+    ok, blank = rows["toy.ipynb"], rows["blank.ipynb"]
+    syntax, loop = rows["syntax_error.ipynb"], rows["infinite_loop.ipynb"]
+    assert (ok["total_points_earned"], ok["percent_correct"], ok["grading_status"], ok["reason"]) == (
+        "4.0", "1.0", "graded", "")
     assert (blank["total_points_earned"], blank["grading_status"], blank["reason"]) == ("0.0", "graded", "")
     assert (syntax["total_points_earned"], syntax["grading_status"]) == ("0.0", "graded")
     assert "syntax error in cell 5 line 1: SyntaxError: expected ':'" in syntax["reason"]
@@ -89,7 +91,8 @@ def test_results_json_and_device_recorded(graded):
     rec = res["gradkit"]
     assert rec["file"] == "Copy of toy.ipynb" and rec["grading_status"] == "graded"
     assert rec["device"].split(":")[0] in ("tensorflow", "jax", "torch")  # the backend Keras reported
-    assert {r["device"] for r in _rows(graded / "final_grades.csv").values() if r["file"] != "points-per-question"} == {rec["device"]}
+    rows = _rows(graded / "final_grades.csv").values()
+    assert {r["device"] for r in rows if r["file"] != "points-per-question"} == {rec["device"]}
 
 
 def test_no_kernel_left_behind(graded):
@@ -100,12 +103,12 @@ def test_rerun_skips_graded_submissions_unless_forced(graded, autograder, tmp_pa
     out = tmp_path / "again"
     shutil.copytree(graded, out)
     before = {p.name: p.stat().st_mtime_ns for p in (out / "results").iterdir()}
-    rows = grade(autograder, SUBMISSIONS, out, timeout_s=1, memory_mb=0, config=TOY_CONFIG, progress=False)
+    rows = grade(autograder, SUBMISSIONS, out, timeout_s=1, memory_mb=0, course=TOY_COURSE, progress=False)
     assert len(rows) == 8  # a 1 s timeout would make every regraded notebook a timeout: none was regraded
     assert {p.name: p.stat().st_mtime_ns for p in (out / "results").iterdir()} == before
     assert _rows(out / "final_grades.csv") == _rows(graded / "final_grades.csv")
     grade(autograder, [SUBMISSIONS / "not_json.ipynb"], out, force=True, timeout_s=1, memory_mb=0,
-          config=TOY_CONFIG, progress=False)
+          course=TOY_COURSE, progress=False)
     assert (out / "results" / "not_json.json").stat().st_mtime_ns != before["not_json.json"]
 
 
@@ -115,7 +118,7 @@ def test_shards_partition_and_merge_back(graded, autograder, tmp_path, capsys):
         out = tmp_path / f"shard{k}"
         shutil.copytree(graded / "results", out / "results")  # already graded: shards reuse the results
         rows = grade(autograder, SUBMISSIONS, out, shard=f"{k}/3", timeout_s=1, memory_mb=0,
-                     config=TOY_CONFIG, progress=False)
+                     course=TOY_COURSE, progress=False)
         seen += [r["file"] for r in rows]
         shard_csvs.append(str(out / "final_grades.csv"))
     assert seen == MAIN_SET  # disjoint, stable by file name, nothing lost
@@ -146,10 +149,10 @@ def test_refuses_an_autograder_that_does_not_match_its_manifest(autograder, tmp_
     write_zip(entries, bad)
     shutil.copy(autograder.parent / "manifest.json", tmp_path / "manifest.json")
     with pytest.raises(GradeError, match=r"does not match .*manifest.json \(entries differing: tests/q1.py\)"):
-        grade(bad, SUBMISSIONS / "toy.ipynb", tmp_path / "out", config=TOY_CONFIG)
+        grade(bad, SUBMISSIONS / "toy.ipynb", tmp_path / "out", course=TOY_COURSE)
     (tmp_path / "manifest.json").unlink()
     with pytest.raises(GradeError, match="manifest.json not found"):
-        grade(bad, SUBMISSIONS / "toy.ipynb", tmp_path / "out", config=TOY_CONFIG)
+        grade(bad, SUBMISSIONS / "toy.ipynb", tmp_path / "out", course=TOY_COURSE)
 
 
 def test_tamper_scan_flags(tmp_path):
@@ -179,10 +182,11 @@ def test_zip_submission_grades_only_its_notebook(tmp_path):
 @pytest.mark.slow
 def test_out_of_memory_kernel_death_tamper_and_zip_end_to_end(autograder, tmp_path):
     rows = {r["file"]: r for r in grade(autograder, SUBMISSIONS / "more", tmp_path, jobs=2, timeout_s=120,
-                                        memory_mb=4096, config=TOY_CONFIG, progress=False)}
+                                        memory_mb=4096, course=TOY_COURSE, progress=False)}
     assert rows["oom.ipynb"]["grading_status"] == "ungradable"
     assert rows["oom.ipynb"]["reason"].startswith("out of memory (MemoryError in cell 10 under the 4096 MB limit")
-    assert (rows["kernel_death.ipynb"]["grading_status"], rows["kernel_death.ipynb"]["reason"]) == ("ungradable", "kernel died")
+    death = rows["kernel_death.ipynb"]
+    assert (death["grading_status"], death["reason"]) == ("ungradable", "kernel died")
     assert (rows["tamper.ipynb"]["grading_status"], rows["tamper.ipynb"]["total_points_earned"]) == ("graded", 4.0)
     assert any("monkeypatches np.allclose" in f for f in rows["tamper.ipynb"]["flags"])
     assert (rows["exported.zip"]["grading_status"], rows["exported.zip"]["total_points_earned"]) == ("graded", 4.0)

@@ -9,28 +9,38 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from _toy import TOY_CONFIG, TOY_MASTER, copy_tree, make_tree, release_tree, released_toy
-from gradkit.cli import main
-from gradkit.config import ConfigError
-from gradkit.release import ReleaseError, StaleReleaseError, bake_tolerances
-from gradkit.scan import master_secrets, scan_release
+from _toy import TOY_COURSE, TOY_MASTER, copy_tree, make_tree, release_tree, released_toy
+from gradkit_tools.cli import main
+from gradkit_tools.course import ConfigError, assignment, tolerances
+from gradkit_tools.release import RUNTIME_PACKAGES, ReleaseError, StaleReleaseError, bake_tolerances, runtime_sources
+from gradkit_tools.scan import master_secrets, scan_release
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _hashes(root: Path) -> dict[str, str]:
+    """sha256 of every generated file under ``root`` (the course sources left out)."""
     return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and "solutions" not in p.parts}
+            for p in sorted(root.rglob("*")) if p.is_file() and "course" not in p.relative_to(root).parts}
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                  if p.is_file() and "__pycache__" not in p.relative_to(root).parts)
 
 
 def test_release_writes_fixed_layout_with_banners():
     root = released_toy()
-    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) == [
+    course = ["course/" + f for f in _files(TOY_COURSE)]  # the sources, untouched by release
+    assert {"course/grading.yml", "course/toy/tolerances.yml", "course/toy/toy.ipynb"} <= set(course)
+    assert _files(root) == sorted([
         "assignments/toy/GENERATED.md", "assignments/toy/toy.ipynb",
         "autograder/toy/GENERATED.md", "autograder/toy/autograder.zip", "autograder/toy/manifest.json",
-        "autograder/toy/solution.ipynb",
-        "solutions/toy/toy.ipynb"]
+        "autograder/toy/solution.ipynb", *course])
+    assert all((root / f).read_bytes() == (TOY_COURSE.parent / f).read_bytes() for f in course)
     for folder in ("assignments/toy", "autograder/toy"):
         banner = (root / folder / "GENERATED.md").read_text()
-        assert "gradkit release" in banner and "solutions/toy/toy.ipynb" in banner and "do not edit" in banner
+        assert "gradkit release" in banner and "course/toy/toy.ipynb" in banner and "do not edit" in banner
 
 
 def test_autograder_zip_is_deterministic_self_contained_and_baked():
@@ -47,10 +57,20 @@ def test_autograder_zip_is_deterministic_self_contained_and_baked():
         q1 = zf.read("tests/q1.py").decode()
         env = zf.read("environment.yml").decode()
     # tolerances baked as a literal: the hidden test reads no file and imports no gradkit
-    assert "{'atol': 1e-09}" in q1 and "tolerances" not in q1 and "hidden=True" in q1
-    # gradkit's runtime sources travel in the zip (copied next to the notebook when grading) ...
-    assert "files/gradkit/config.py" in names and "files/gradkit/guard.py" in names
-    assert "files/gradkit/release.py" not in names  # ... the tool chain does not
+    tol = tolerances("toy", TOY_COURSE)
+    assert tol["atol"] == 1e-09 and repr(tol) in q1 and "tolerances" not in q1 and "hidden=True" in q1
+    # the runtime packages travel in the zip (copied next to the notebook when grading) ...
+    assert "files/gradkit/__init__.py" in names and "files/gradkit_grader/guard.py" in names
+    assert "files/gradkit_grader/statistic.py" in names and "files/gradkit_grader/course/__init__.py" in names
+    assert "files/gradkit/config.py" not in names and "files/gradkit/guard.py" not in names
+    # ... the tool chain does not; of the statistics modules, the toy's own only
+    assert "files/gradkit_tools/release.py" not in names and "files/gradkit/release.py" not in names
+    assert not [n for n in names if n.startswith("files/gradkit_tools/")]
+    assert [n for n in names if n.startswith("files/gradkit_grader/course/")] == [
+        "files/gradkit_grader/course/__init__.py", "files/gradkit_grader/course/toy/statistics.py"]
+    with zipfile.ZipFile(zpath) as zf:
+        statistics = zf.read("files/gradkit_grader/course/toy/statistics.py")
+    assert statistics == (TOY_COURSE / "toy" / "statistics.py").read_bytes()
     assert "python=3.11" in env and "keras~=3.15.1" in env
     manifest = json.loads((root / "autograder/toy/manifest.json").read_text())
     assert manifest["questions"] == {"q1": 2.0, "q2": 1.0, "q3": 1.0} and manifest["points_possible"] == 4.0
@@ -78,8 +98,8 @@ def test_release_is_byte_identical_twice(tmp_path):
 
 def test_check_passes_on_fresh_release(tmp_path, capsys):
     root = copy_tree(tmp_path)
-    code = main(["release", "--check", "--solutions", str(root / "solutions"), "--assignments",
-                 str(root / "assignments"), "--autograder", str(root / "autograder"), "--config", str(TOY_CONFIG)])
+    code = main(["release", "--check", "--course", str(root / "course"), "--assignments",
+                 str(root / "assignments"), "--autograder", str(root / "autograder")])
     assert code == 0, capsys.readouterr().err
     assert "toy: up to date" in capsys.readouterr().out
 
@@ -117,7 +137,7 @@ def test_check_fails_on_planted_solution_leak(tmp_path):
 @pytest.mark.slow
 def test_release_fails_when_master_leaks_a_marker(tmp_path):
     root = make_tree(tmp_path)
-    master = root / "solutions/toy/toy.ipynb"
+    master = root / "course/toy/toy.ipynb"
     nb = nbformat.read(str(master), as_version=4)
     nb.cells.insert(2, nbformat.v4.new_markdown_cell("Mark your answer with `# BEGIN SOLUTION`."))
     nbformat.write(nb, str(master))
@@ -129,7 +149,7 @@ def test_release_fails_when_master_leaks_a_marker(tmp_path):
 @pytest.mark.slow
 def test_release_fails_when_solution_misses_full_marks(tmp_path):
     root = make_tree(tmp_path)
-    master = root / "solutions/toy/toy.ipynb"
+    master = root / "course/toy/toy.ipynb"
     master.write_text(master.read_text().replace("total = sum(range(1, 11))", "total = sum(range(1, 10))"))
     with pytest.raises(ReleaseError, match=r"otter assign. failed for toy.ipynb \(exit 1\)"):
         release_tree(root)
@@ -140,18 +160,20 @@ def _nb(*sources: str):
 
 
 def test_bake_tolerances_replaces_call_and_import():
-    nb = _nb('def test_x(f):\n    from gradkit.config import tolerances\n    tol = tolerances("toy")\n'
+    nb = _nb('def test_x(f):\n    from gradkit_tools.course import tolerances\n    tol = tolerances("toy")\n'
              '    assert f() < tol["atol"]\n\ntest_x(f)', "x = 1")
-    assert bake_tolerances(nb, TOY_CONFIG) == 1
-    assert nb.cells[0].source == "def test_x(f):\n    tol = {'atol': 1e-09}\n    assert f() < tol[\"atol\"]\n\ntest_x(f)"
+    assert bake_tolerances(nb, TOY_COURSE) == 1
+    tol = tolerances("toy", TOY_COURSE)
+    assert tol["atol"] == 1e-09
+    assert nb.cells[0].source == f"def test_x(f):\n    tol = {tol!r}\n    assert f() < tol[\"atol\"]\n\ntest_x(f)"
     assert nb.cells[1].source == "x = 1"
 
 
 def test_bake_tolerances_rejects_what_it_cannot_evaluate():
     with pytest.raises(ReleaseError, match="cannot bake"):
-        bake_tolerances(_nb("name = 'toy'\ntol = tolerances(name)"), TOY_CONFIG)
-    with pytest.raises(ConfigError, match="no section assignments.nope"):
-        bake_tolerances(_nb("tol = tolerances('nope')"), TOY_CONFIG)
+        bake_tolerances(_nb("name = 'toy'\ntol = tolerances(name)"), TOY_COURSE)
+    with pytest.raises(ConfigError, match=r"no master notebook .*nope/nope\.ipynb"):
+        bake_tolerances(_nb("tol = tolerances('nope')"), TOY_COURSE)
 
 
 def test_master_secrets_separate_solution_hidden_and_public():
@@ -172,3 +194,19 @@ def test_scan_release_finds_reformatted_hidden_test(tmp_path):
     leaks = scan_release(tmp_path, TOY_MASTER, label="assignments/toy")
     assert {leak.kind for leak in leaks} == {"hidden test of q2"}
     assert all(leak.file == "assignments/toy/notes.md" for leak in leaks)
+
+
+def test_runtime_sources_carry_the_packages_and_one_assignments_statistics():
+    """A zip carries gradkit and gradkit_grader whole, plus its own assignment's statistics.py only."""
+    a1 = assignment("a1_clipping", ROOT / "course")
+    files = runtime_sources(a1)
+    assert RUNTIME_PACKAGES == ("gradkit", "gradkit_grader")
+    assert {path.split("/")[0] for path in files} == set(RUNTIME_PACKAGES)
+    assert "gradkit/__init__.py" in files and "gradkit_grader/guard.py" in files
+    assert not any("__pycache__" in p or p.endswith(".pyc") for p in files)
+    assert [p for p in files if p.startswith("gradkit_grader/course/")] == [
+        "gradkit_grader/course/__init__.py", "gradkit_grader/course/a1_clipping/statistics.py"]
+    assert files["gradkit_grader/course/a1_clipping/statistics.py"] == a1.statistics_file.read_bytes()
+    toy = runtime_sources(assignment("toy", TOY_COURSE))  # the same packages, the toy's statistics instead
+    assert toy == {**{p: b for p, b in files.items() if not p.startswith("gradkit_grader/course/a1_clipping/")},
+                   "gradkit_grader/course/toy/statistics.py": (TOY_COURSE / "toy" / "statistics.py").read_bytes()}

@@ -1,11 +1,11 @@
-"""gradkit.seeding: per-submission seeds are reproducible, code-dependent and the same in every process."""
+"""gradkit_grader.seeding: per-submission seeds are reproducible, code-dependent and the same in every process."""
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
-from gradkit.seeding import SEED_LIMIT, code_fingerprint, seed_note, submission_seed
+from gradkit_grader.seeding import SEED_LIMIT, code_fingerprint, seed_note, submission_seed
 
 
 def _defs(src: str) -> dict:
@@ -37,7 +37,7 @@ def test_fingerprint_ignores_file_names_and_line_numbers():
 def test_fingerprint_is_the_same_in_another_process():
     """Hash randomisation (PYTHONHASHSEED) must not change the seed: a regrade reproduces it."""
     src = "def h(x):\n    s = frozenset({'p', 'q', 'r', 's'})\n    return (lambda y: y in s)(x)\n"
-    prog = ("import sys; from gradkit.seeding import submission_seed; ns = {}; "
+    prog = ("import sys; from gradkit_grader.seeding import submission_seed; ns = {}; "
             f"exec(compile({src!r}, '<c>', 'exec'), ns); print(submission_seed(5, ns['h']))")
     seeds = {subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, check=True,
                             env={"PYTHONHASHSEED": str(k), "PATH": ""}).stdout.strip() for k in (1, 2, 3)}

@@ -3,17 +3,16 @@
 The library behind the assignments and their hidden tests: data sets of the
 seed notebooks, plain and residual MLP builders with pluggable components,
 gradient / activation diagnostics, an ensemble trainer that trains a thousand
-small networks as one Keras model, statistics for tolerances, and the release
-and grading tool chain (``gradkit release``, ``gradkit grade``).
+small networks as one Keras model, and statistics for tolerances. This is the
+package students install; the hidden tests' runtime is :mod:`gradkit_grader`
+and the tool chain (``gradkit release``, ``gradkit grade``) :mod:`gradkit_tools`.
 
 Keras 3 with any backend (TensorFlow by default; JAX and PyTorch work too).
 
-Attributes are imported on first use (PEP 562), so ``import gradkit.guard``
-or the CLI do not pay for importing Keras.
+Attributes are imported on first use (PEP 562), so importing the package does
+not pay for importing Keras.
 """
 from importlib import import_module
-
-from gradkit import guard as _guard  # noqa: F401 - remembers pristine numpy/math/builtins (guard.restore_libraries)
 
 __version__ = "0.1.0"
 
@@ -25,11 +24,10 @@ _EXPORTS = {
     "get_initializer": "gradkit.initializers",
     "BLOCKS": "gradkit.models", "bn_dense_dense_block": "gradkit.models", "build_mlp": "gradkit.models",
     "build_resnet": "gradkit.models", "dense_bn_relu_block": "gradkit.models",
-    "ConfigError": "gradkit.config", "load_config": "gradkit.config", "tolerances": "gradkit.config",
     "variance_interval": "gradkit.stats", "wilson_interval": "gradkit.stats",
     "collapse_rate": "gradkit.ensemble", "is_collapsed": "gradkit.ensemble",
 }
-_SUBMODULES = ("data", "diagnostics", "plots", "ensemble", "guard", "stats")
+_SUBMODULES = ("data", "diagnostics", "plots", "ensemble", "stats")
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
 

@@ -5,7 +5,7 @@ The ensemble trains ``M`` members as one Keras model whose arrays carry the memb
 trained alone by ``Model.fit(shuffle=True)``. :func:`epoch_data` writes every epoch's rows in that
 order up front, so ``fit`` runs all epochs without a Python step in between.
 
-Where the time goes (issue 7; 1000 members x 3000 rows x 10 epochs on 2 CPU cores): drawing
+Where the time goes (1000 members x 3000 rows x 10 epochs on 2 CPU cores): drawing
 10,000 permutations and the gather into ~240 MB of output. Both release the GIL and run on a small
 thread pool (members are independent, epochs write disjoint memory, so the output does not depend
 on the number of threads). One ``permutation(n)`` per epoch beats one ``Generator.permuted`` call

@@ -93,7 +93,7 @@ def _norms(grads: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 def _resolve_layers(model: keras.Model, layers) -> list:
-    default = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
+    default = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
     if layers is None:
         return default
     out = []
@@ -135,7 +135,7 @@ def layer_outputs(model: keras.Model, x, layers=None, *,
     try:
         inputs = model.inputs
         inputs = inputs[0] if len(inputs) == 1 else inputs
-        probe = keras.Model(inputs=inputs, outputs=[l.output for l in chosen])
+        probe = keras.Model(inputs=inputs, outputs=[layer.output for layer in chosen])
     except (AttributeError, ValueError, TypeError) as exc:
         raise ValueError(
             "layer_outputs needs a Sequential or functional model built on keras.Input "

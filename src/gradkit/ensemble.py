@@ -56,11 +56,20 @@ import numpy as np
 from keras import ops
 from tqdm.auto import tqdm
 
-from .activations import activation_name
-from ._ensemble_layers import (EnsembleDense, EnsembleMSE, MemberMSE, MemberwiseInitializer,
-                               check_optimizer, derive_seed, ensemble_layers, int_seed,
-                               member_arrays, resolve_jit)
+from ._ensemble_layers import (
+    EnsembleDense,
+    EnsembleMSE,
+    MemberMSE,
+    MemberwiseInitializer,
+    check_optimizer,
+    derive_seed,
+    ensemble_layers,
+    int_seed,
+    member_arrays,
+    resolve_jit,
+)
 from ._epochs import epoch_data, fit_inputs
+from .activations import activation_name
 from .stats import wilson_interval
 
 __all__ = ["EnsembleDense", "MemberwiseInitializer", "EnsembleMSE", "MemberMSE",
@@ -68,8 +77,8 @@ __all__ = ["EnsembleDense", "MemberwiseInitializer", "EnsembleMSE", "MemberMSE",
            "collapse_rate", "summarize_collapse", "CollapseResult", "TARGETS", "INTERVAL",
            "DEFAULT_RTOL", "DEFAULT_GRID_POINTS"]
 
-DEFAULT_RTOL = 1e-3  #: = grading.yml collapse.rtol (tests/test_ensemble.py checks)
-DEFAULT_GRID_POINTS = 256  #: = grading.yml collapse.grid_points
+DEFAULT_RTOL = 1e-3  #: the definition of collapse (course/a3_dying_relu/NOTES.md)
+DEFAULT_GRID_POINTS = 256  #: evaluation grid of the collapse test (same NOTES.md)
 INTERVAL = (-math.sqrt(7.0), math.sqrt(7.0))  #: input interval of Lu et al.'s 1-D experiments
 
 #: Lu et al.'s 1-D targets (same definitions as gradkit.data.lu_target).
@@ -207,7 +216,7 @@ def is_collapsed(outputs, *, rtol: float = DEFAULT_RTOL, scale=1.0) -> np.ndarra
         Each member's output on an evaluation grid over the input interval.
     rtol : float
         Collapsed iff ``max - min`` over the grid ``<= rtol * scale`` (for every
-        output feature). Default = grading.yml ``collapse.rtol``.
+        output feature). Default :data:`DEFAULT_RTOL`.
     scale : float or array broadcastable to ``(M,)``
         The target's ``max - min`` on the grid; 1.0 makes ``rtol`` absolute.
 
@@ -267,7 +276,7 @@ def collapse_rate(activation: Any = "relu", *, members: int = 1000, depth: int =
                   progress: bool = True) -> CollapseResult:
     """Fraction of ``members`` independently trained nets that collapse to a constant.
 
-    The defaults are seed 002's experiment (= grading.yml ``study``): He-normal
+    The defaults are seed 002's experiment (course/a3_dying_relu/NOTES.md): He-normal
     kernels, zero biases, MSE, Adam, each member its own ``n_train`` points
     ``x ~ U[-sqrt 7, sqrt 7]`` (from ``default_rng([seed, 1, m])``) and ``y = target(x)``.
 

@@ -1,0 +1,190 @@
+"""Statistics of the stochastic hidden tests of assignment a3_dying_relu (q4, the study).
+
+Both q4 hidden tests run the student's ``run_study`` (seed 002's dying-ReLU study after Lu et
+al. 2019) on ``study_members`` networks for ``study_epochs`` epochs with the per-submission seed
+and score a collapse rate by band (:mod:`gradkit_grader.bands`):
+
+* :func:`relu_rate`: the ReLU collapse rate; larger is right. Exact side condition: every
+  network that is *born dead* under that seed (output exactly 0 on the grid at initialisation;
+  no gradient can ever reach its hidden layers) has an exactly constant output in the result,
+  which holds when ``seed`` is forwarded to ``collapse_rate``.
+* :func:`leaky_rate`: the collapse rate with the student's ``leaky_relu``; smaller is right.
+  Diverged networks (non-finite output or loss) count as failures too.
+
+Both check the plumbing first (members, epochs and confidence forwarded, flags that agree with
+the outputs wherever the answer is unambiguous); a failure there fails every band case with the
+message. The rates themselves are computed from the study's outputs with the definition
+(:func:`gradkit.ensemble.is_collapsed`, tolerances.yml ``rtol``), so a detector that errs only near
+the threshold (Q2's business, graded there) does not move them. The members of one study are
+i.i.d. (each has its own data, initial weights and batch order, :mod:`gradkit.ensemble`), so a
+correct submission's count is Binomial(``study_members``, p); NOTES.md states p, measured on
+the reference components below, and the bounds.
+"""
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Mapping
+
+import keras
+import numpy as np
+from keras import ops
+
+from gradkit.activations import ACTIVATIONS
+from gradkit.ensemble import INTERVAL, build_ensemble_mlp, collapse_rate, is_collapsed
+from gradkit.stats import wilson_interval
+from gradkit_grader.guard import student_call
+from gradkit_grader.seeding import seed_in_failures
+from gradkit_grader.statistic import Check
+
+__all__ = ["study_result", "born_dead", "relu_rate", "leaky_rate", "reference", "CHECKS"]
+
+
+def study_result(components: Mapping[str, Any], tol: Mapping[str, Any], seed: int, activation: Any,
+                 what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run the student's ``run_study(activation, n, epochs=, seed=, confidence=, progress=False)``.
+
+    Parameters
+    ----------
+    components : mapping
+        ``"run_study"``: the student's function.
+    tol : mapping
+        The values of tolerances.yml (``study_members``, ``study_epochs``,
+        ``study_confidence``, ``study_timeout_s``, ``grid_points``, ``rtol``,
+        ``live_range_fraction``).
+    seed : int
+        The study's seed (forwarded to ``run_study``; also Keras' global seed).
+    activation : str or callable
+        What ``run_study`` receives as its activation.
+    what : str
+        How messages name this call.
+
+    Returns
+    -------
+    collapsed, flat, diverged : np.ndarray of bool, shape ``(study_members,)``
+        Collapsed by the definition (range of the returned outputs <= ``rtol`` x the target's),
+        exactly constant output, diverged (as the result reports it).
+
+    Raises
+    ------
+    AssertionError
+        When the call fails or times out, the result shows that ``members``, ``epochs`` or
+        ``confidence`` were not forwarded, or its flags contradict its own outputs (an exactly
+        constant network not collapsed, or one varying by ``live_range_fraction`` of the target's
+        range collapsed).
+    """
+    n, epochs, conf = tol["study_members"], tol["study_epochs"], tol["study_confidence"]
+    keras.utils.set_random_seed(seed)
+    res = student_call(components["run_study"], activation, n, epochs=epochs, seed=seed, confidence=conf,
+                       progress=False, what=what, timeout_s=tol["study_timeout_s"])
+    missing = [a for a in ("rate", "ci", "n", "collapsed", "diverged", "losses") if not hasattr(res, a)]
+    assert not missing, (f"{what} must return the CollapseResult of gradkit.ensemble.collapse_rate; "
+                         f"got {type(res).__name__} without .{', .'.join(missing)}")
+    collapsed = np.asarray(res.collapsed, dtype=bool)
+    diverged = np.asarray(res.diverged, dtype=bool)
+    assert collapsed.shape == diverged.shape == (n,), (
+        f"{what} with members={n} gave {collapsed.shape} collapse flags instead of ({n},): forward `members`")
+    losses = np.shape(res.losses) if res.losses is not None else None
+    assert losses == (epochs, n), (
+        f"{what} with epochs={epochs}: the loss history has shape {losses}, expected ({epochs}, {n}) "
+        "(one row per epoch): forward `epochs` to collapse_rate")
+    k = int(collapsed.sum())
+    assert int(res.n) >= 1 and np.allclose(res.ci, wilson_interval(k, int(res.n), conf)), (
+        f"{what}: res.ci = {tuple(np.round(res.ci, 4))} is not the {conf:.2%} Wilson interval of "
+        f"{k}/{res.n}: forward `confidence` to collapse_rate")
+    outputs = np.asarray(res.outputs, dtype=np.float64)
+    assert outputs.shape == (tol["grid_points"], n), (
+        f"{what}: outputs of shape {outputs.shape}, expected ({tol['grid_points']}, {n})")
+    scale = _target_range(tol)
+    spread = np.ptp(outputs, axis=0) / scale
+    flat = ~diverged & (spread == 0.0)
+    live = ~diverged & (spread >= tol["live_range_fraction"])
+    assert collapsed[flat].all() and not collapsed[live].any(), (
+        f"{what}: of the networks whose output is exactly constant on the grid, {int(np.sum(~collapsed[flat]))} "
+        f"are not flagged collapsed, and of those whose output range is >= {tol['live_range_fraction']:g} x the "
+        f"target's, {int(np.sum(collapsed[live]))} are flagged collapsed. Use your is_collapsed with "
+        "TARGET_RANGE as the detector (collapsed = range <= rtol * target range).")
+    return is_collapsed(outputs, rtol=tol["rtol"], scale=scale) & ~diverged, flat, diverged
+
+
+def _target_range(tol: Mapping[str, Any]) -> float:
+    """max - min of the target |x| on the study's float32 grid (as collapse_rate computes it)."""
+    grid = np.linspace(*INTERVAL, tol["grid_points"], dtype=np.float32).astype(np.float64)
+    return float(np.ptp(np.abs(grid)))
+
+
+def born_dead(tol: Mapping[str, Any], seed: int) -> np.ndarray:
+    """Which of the ``study_members`` ReLU networks of ``collapse_rate(..., seed=seed)`` are born dead.
+
+    Rebuilds the study's ensemble (``build_ensemble_mlp`` with ``study_depth``, ``study_width``
+    and the same seed: the same initial weights) and evaluates it on the study's grid. Output
+    exactly 0 everywhere means the last hidden layer outputs 0 for every input (biases are 0, so
+    the layers are positively homogeneous and the grid's two signs cover the interval): no
+    gradient reaches a hidden weight, only the output bias trains, and the trained network is
+    exactly constant. Returns a bool array ``(study_members,)``.
+    """
+    n = tol["study_members"]
+    model = build_ensemble_mlp(n, tol["study_depth"], tol["study_width"], activation="relu", seed=seed)
+    grid = np.linspace(*INTERVAL, tol["grid_points"], dtype=np.float32)
+    xg = np.broadcast_to(grid[:, None, None], (grid.size, 1, n))
+    out = ops.convert_to_numpy(model(xg, training=False))[:, 0, :]
+    return np.all(out == 0.0, axis=0)
+
+
+def relu_rate(components: Mapping[str, Any], tol: Mapping[str, Any], seed: int) -> float:
+    """The ReLU collapse rate of the student's study (collapsed / ``study_members``).
+
+    ``components``: ``"run_study"``. Fails (AssertionError) on broken plumbing, or when a
+    network born dead under ``seed`` has a non-constant output in the result (``seed`` not
+    forwarded: the study trained other networks).
+    """
+    def compute():
+        collapsed, flat, _ = study_result(components, tol, seed, "relu", "run_study('relu', ...)")
+        dead = born_dead(tol, seed)
+        missed = int(np.sum(dead & ~flat))
+        assert missed == 0, (
+            f"{missed} of the {int(dead.sum())} ReLU networks that are born dead with seed {seed} (output "
+            "exactly 0 everywhere at initialisation, so they can never train) have a non-constant output in "
+            "your result: your study did not train these ReLU networks. Forward `seed` (and the activation) "
+            "to collapse_rate.")
+        return float(collapsed.sum()) / tol["study_members"]
+    with seed_in_failures(seed):
+        return compute()
+
+
+def leaky_rate(components: Mapping[str, Any], tol: Mapping[str, Any], seed: int) -> float:
+    """The failure rate of the study with the student's ``leaky_relu``: (collapsed + diverged) / n.
+
+    ``components``: ``"run_study"`` and ``"leaky_relu"`` (passed as the activation).
+    """
+    def compute():
+        assert callable(components.get("leaky_relu")), "leaky_relu (Q1) is not defined"
+        collapsed, _, diverged = study_result(components, tol, seed, components["leaky_relu"],
+                                              "run_study with your leaky_relu")
+        return float(np.sum(collapsed | diverged)) / tol["study_members"]
+    with seed_in_failures(seed):
+        return compute()
+
+
+def _reference_run_study(activation, members=1000, *, epochs=10, seed=0, confidence=0.95, progress=True):
+    """The master's run_study with gradkit's detector (collapse_rate's default = the definition)."""
+    return collapse_rate(activation, members=members, epochs=epochs, seed=seed, target="abs",
+                         confidence=confidence, progress=progress)
+
+
+def _reference_is_collapsed(model_outputs, target_range, rtol=1e-3):
+    return is_collapsed(model_outputs, rtol=rtol, scale=target_range)
+
+
+def reference(tol: Mapping[str, Any]) -> dict[str, Any]:
+    """gradkit's own correct components: run_study, leaky_relu (slope ``default_slope``), is_collapsed."""
+    slope = tol["default_slope"]
+    leaky = ACTIVATIONS["leaky_relu"] if slope == 0.01 else partial(ops.leaky_relu, negative_slope=slope)
+    return {"run_study": _reference_run_study, "leaky_relu": leaky, "is_collapsed": _reference_is_collapsed}
+
+
+CHECKS = (
+    Check(name="q4 ReLU collapse rate", test="test_run_study_relu", statistic=relu_rate,
+          full="relu_rate_full", zero="relu_rate_zero", reference=reference),
+    Check(name="q4 leaky ReLU collapse rate", test="test_run_study_leaky", statistic=leaky_rate,
+          full="leaky_rate_full", zero="leaky_rate_zero", reference=reference),
+)

@@ -1,0 +1,217 @@
+"""Statistics of assignment a4_resnet's stochastic hidden tests (question 2, ``build_resnet``).
+
+Two hidden tests of q2 grade a number that depends on random initial weights and data, by band
+(:mod:`gradkit_grader.bands`):
+
+* :func:`gradient_statistic` -- at initialisation, how much larger the gradient at the first
+  layer of the student's deep ``tanh`` ResNet is than that of seed 000's plain 31-layer ``tanh``
+  net: the mean over ``grad_seeds`` model pairs of ``log10(|g_resnet| / |g_plain|)``;
+* :func:`training_statistic` -- the mean final training loss (binary cross-entropy) of
+  ``train_seeds`` small ReLU ResNets of the student's after ``train_steps`` full-batch Adam steps
+  on the spirals; chance level is ln 2.
+
+Both take the student's components, the values of tolerances.yml and the submission's
+seed (:func:`gradkit_grader.seeding.submission_seed`); every input they draw (the spirals, the models'
+seeds) comes from that seed. :func:`reference` returns gradkit's own correct components, with
+which the bounds of tolerances.yml were calibrated over many seeds.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import keras
+import numpy as np
+from keras import layers
+
+from gradkit.activations import get_activation
+from gradkit.data import two_spirals
+from gradkit.diagnostics import gradient_norms
+from gradkit.initializers import get_initializer
+from gradkit.models import build_mlp
+from gradkit.models import build_resnet as _library_resnet
+from gradkit_grader.guard import assert_finite, student_call
+from gradkit_grader.seeding import seed_in_failures
+from gradkit_grader.statistic import Check
+
+__all__ = ["residual_block", "build_resnet", "reference", "first_layer_gradient",
+           "gradient_statistic", "training_statistic", "plain_stack", "CHECKS"]
+
+
+# --------------------------------------------------------------------------- reference components
+
+def residual_block(x, units: int, *, activation: Any = "relu", initializer: Any = "he_normal",
+                   seed: int | None = None, name: str = "block"):
+    """gradkit's post-activation residual block, as the assignment specifies it.
+
+    ``act(BN(Dense(act(BN(Dense(x))))) + skip(x))`` with ``skip(x) = x`` when ``x`` has ``units``
+    features, else ``Dense(units, use_bias=False)(x)``; Dense layer ``i`` is seeded ``seed + i``.
+    """
+    act = get_activation(activation)
+
+    def dense(i: int, suffix: str, **kw):
+        init = get_initializer(initializer, None if seed is None else seed + i)
+        return layers.Dense(units, kernel_initializer=init, name=f"{name}_{suffix}", **kw)
+
+    h = dense(0, "dense1")(x)
+    h = layers.BatchNormalization(name=f"{name}_bn1")(h)
+    h = layers.Activation(act, name=f"{name}_act1")(h)
+    h = dense(1, "dense2")(h)
+    h = layers.BatchNormalization(name=f"{name}_bn2")(h)
+    skip = x if x.shape[-1] == units else dense(2, "proj", use_bias=False)(x)
+    h = layers.Add(name=f"{name}_add")([h, skip])
+    return layers.Activation(act, name=f"{name}_out")(h)
+
+
+def build_resnet(depth: int, width: int, input_dim: int, output_dim: int, *, activation: Any = "relu",
+                 initializer: Any = "he_normal", output_activation: Any = "sigmoid", seed: int | None = 0,
+                 name: str = "resnet") -> keras.Model:
+    """gradkit's ResNet with the assignment's signature: ``depth`` of :func:`residual_block`, then
+    ``Dense(output_dim, output_activation)`` (:func:`gradkit.models.build_resnet` without stem and
+    head layers)."""
+    return _library_resnet(depth, width, block=residual_block, activation=activation, initializer=initializer,
+                           input_dim=input_dim, output_dim=output_dim, output_activation=output_activation,
+                           stem_layers=0, head_layers=0, seed=seed, name=name)
+
+
+def reference(tol: Mapping[str, Any]) -> dict[str, Any]:  # noqa: ARG001 - same components for every section
+    """gradkit's own correct components, keyed like the student's names."""
+    return {"residual_block": residual_block, "build_resnet": build_resnet}
+
+
+def plain_stack(depth: int, width: int, input_dim: int, output_dim: int, *, activation: Any = "relu",
+                initializer: Any = "he_normal", output_activation: Any = "sigmoid", seed: int | None = 0,
+                name: str = "resnet") -> keras.Model:
+    """The wrong answer the q2 bands must reject (``wrong_resnet_plain_stack`` of answers.yml): ``2 x depth``
+    plain Dense layers where the blocks should be; the zero bounds sit at this control."""
+    return build_mlp(2 * depth, width, activation=activation, initializer=initializer, input_dim=input_dim,
+                     output_dim=output_dim, output_activation=output_activation, seed=seed, name=name)
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _model_seed(seed: int, k: int, tol: Mapping[str, Any]) -> int:
+    """Seed of model ``k`` of a test: ``seed + k * seed_stride`` (< 2**32, as NumPy requires)."""
+    return (seed + k * tol["seed_stride"]) % 2**32
+
+
+def _spirals(tol: Mapping[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    X, y = two_spirals(tol["spiral_points"], tol["spiral_noise"], rng=seed)
+    return X, y.reshape(-1, 1).astype("float32")
+
+
+def _student_model(build, tol: Mapping[str, Any], args: tuple, **kw) -> keras.Model:
+    """``build(*args, output_activation="sigmoid", **kw)``, checked to be a model of the right shapes
+    (a gradient or a loss of a model with another output shape would compare nothing)."""
+    model = student_call(build, *args, output_activation="sigmoid", what="build_resnet",
+                         timeout_s=tol["timeout_s"], **kw)
+    if not isinstance(model, keras.Model):
+        raise AssertionError(f"build_resnet returned {type(model).__name__}; return a keras.Model")
+    call = f"build_resnet({', '.join(map(str, args))})"
+    shapes = (tuple(model.inputs[0].shape), tuple(model.outputs[0].shape)) if len(model.outputs) == 1 else None
+    if shapes != ((None, args[2]), (None, args[3])):
+        raise AssertionError(f"{call} maps {shapes[0] if shapes else '?'} to "
+                             f"{shapes[1] if shapes else f'{len(model.outputs)} outputs'}; expected (None, {args[2]}) "
+                             f"to (None, {args[3]}): the blocks, then Dense(output_dim, output_activation)")
+    return model
+
+
+def _mean_over_models(tol: Mapping[str, Any], seed: int, count: str, one) -> float:
+    """Mean of ``one(X, Y, s)`` over models ``k < tol[count]``, model seed ``s`` = :func:`_model_seed`.
+
+    ``X, Y`` are the spirals drawn with ``seed``; Keras' global seed is set to ``s`` before each
+    model, and any AssertionError carries the submission seed's note.
+    """
+    X, Y = _spirals(tol, seed)
+    values = []
+    with seed_in_failures(seed):
+        for k in range(tol[count]):
+            s = _model_seed(seed, k, tol)
+            keras.utils.set_random_seed(s)
+            values.append(one(X, Y, s))
+    return float(np.mean(values))
+
+
+def first_layer_gradient(model: keras.Model, X: np.ndarray, Y: np.ndarray) -> float:
+    """Norm of the loss gradient (BCE, BN in training mode) w.r.t. the kernels reading the input.
+
+    Those are the kernels of the Dense layers applied to ``model.inputs[0]`` (a ResNet's first
+    block: its first Dense and its projection); the first kernel when none is found.
+    """
+    norms = gradient_norms(model, X, Y, "binary_crossentropy", training=True)
+    if not norms:
+        raise AssertionError(f"{model.name} has no trainable kernel")
+    assert_finite(list(norms.values()), f"the gradient norms of {model.name}")
+    inp = model.inputs[0]
+    first = [op.kernel.path for op in model.operations if isinstance(op, keras.layers.Dense)
+             and any(t is inp for node in op._inbound_nodes for t in node.input_tensors)]
+    first = [p for p in first if p in norms] or [next(iter(norms))]
+    return math.sqrt(sum(norms[p] ** 2 for p in first))
+
+
+# --------------------------------------------------------------------------- statistics
+
+def gradient_statistic(components: Mapping[str, Any], tol: Mapping[str, Any], seed: int) -> float:
+    """Mean over ``grad_seeds`` model pairs of ``log10(|g_resnet| / |g_plain|)`` at the first layer.
+
+    Pair ``k`` (model seed ``seed + k * seed_stride``): the student's
+    ``build_resnet(grad_blocks, grad_width, 2, 1)`` with ``grad_activation`` /
+    ``grad_initializer``, and gradkit's plain ``build_mlp(plain_depth, grad_width)`` with the same
+    activation and initializer; both get the gradient of the BCE on the spirals drawn with ``seed``
+    (:func:`first_layer_gradient`).
+
+    Returns
+    -------
+    float
+        The mean log10 ratio; larger is better (a ResNet's gradient reaches the input).
+    """
+    def log10_ratio(X, Y, s: int) -> float:
+        res = _student_model(components["build_resnet"], tol, (tol["grad_blocks"], tol["grad_width"], 2, 1),
+                             activation=tol["grad_activation"], initializer=tol["grad_initializer"], seed=s)
+        plain = build_mlp(tol["plain_depth"], tol["grad_width"], activation=tol["grad_activation"],
+                          initializer=tol["grad_initializer"], input_dim=2, output_dim=1, seed=s)
+        g_res = first_layer_gradient(res, X, Y)
+        if not g_res > 0:
+            raise AssertionError("the gradient at the first layer of your ResNet is exactly zero: no "
+                                 "gradient reaches the input (is the skip connection there?)")
+        g_plain = max(first_layer_gradient(plain, X, Y), 1e-30)
+        return math.log10(g_res) - math.log10(g_plain)
+
+    return _mean_over_models(tol, seed, "grad_seeds", log10_ratio)
+
+
+def training_statistic(components: Mapping[str, Any], tol: Mapping[str, Any], seed: int) -> float:
+    """Mean final training loss of ``train_seeds`` small ReLU ResNets of the student's.
+
+    Model ``k`` (seed ``seed + k * seed_stride``): ``build_resnet(train_blocks, train_width, 2, 1)``
+    with ReLU and He normal, compiled with ``Adam(train_lr)`` and binary cross-entropy, trained by
+    ``fit`` for ``train_steps`` full-batch steps (no shuffling, eager) on the spirals drawn with
+    ``seed``. Its final loss is the loss of the last step.
+
+    Returns
+    -------
+    float
+        The mean final loss; smaller is better (chance level: ln 2).
+    """
+    def final_loss(X, Y, s: int) -> float:
+        model = _student_model(components["build_resnet"], tol, (tol["train_blocks"], tol["train_width"], 2, 1),
+                               activation="relu", initializer="he_normal", seed=s)
+        model.compile(optimizer=keras.optimizers.Adam(tol["train_lr"]), loss="binary_crossentropy",
+                      run_eagerly=True)
+        hist = student_call(model.fit, X, Y, batch_size=len(X), epochs=tol["train_steps"], shuffle=False,
+                            verbose=0, what="training your ResNet", timeout_s=tol["timeout_s"])
+        losses = hist.history["loss"]
+        if not all(math.isfinite(v) for v in losses):
+            raise AssertionError(f"model seed {s}: the training loss became NaN/inf: {losses}")
+        return losses[-1]
+
+    return _mean_over_models(tol, seed, "train_seeds", final_loss)
+
+
+CHECKS = (
+    Check(name="q2 first-layer gradient, ResNet vs plain (mean log10 ratio)", test="test_resnet_gradient",
+          statistic=gradient_statistic, full="grad_log10_ratio_full", zero="grad_log10_ratio_zero",
+          reference=reference),
+    Check(name="q2 mean final training loss of small ReLU ResNets", test="test_resnet_trains",
+          statistic=training_statistic, full="train_loss_full", zero="train_loss_zero", reference=reference),
+)

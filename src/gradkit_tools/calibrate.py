@@ -1,0 +1,363 @@
+"""Seed sweeps and calibration of the stochastic hidden tests' bounds.
+
+Every stochastic hidden test computes its statistic with a function of its assignment's
+``statistics.py`` (listed in its ``CHECKS``, :class:`gradkit_grader.statistic.Check`).
+Running that function with gradkit's reference components under many seeds gives the
+distribution a correct submission's statistic is drawn from:
+
+* :func:`sweep` (``gradkit sweep``): a few seeds (20); reports each check's margin, how
+  many standard deviations the reference mean sits from the full-credit bound.
+* :func:`calibrate` (``gradkit calibrate``): at least 300 seeds; also the observed
+  false-fail count, its 95% Clopper-Pearson upper bound, the false-fail probability of a normal
+  and of a skew-normal fitted to the runs (the larger is the budget test: at most the budget
+  declared in the assignment's tolerances.yml), and the power against the wrong answers each
+  check lists. The distributions are written to ``course/<name>/calibration.json``, and the
+  assignment's NOTES.md quotes them in a section generated from that file.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from gradkit_grader.statistic import Check
+from gradkit_tools.calreport import DEFAULT_BUDGET, MIN_POWER, CheckReport, _power_entry, format_reports, summarize  # noqa: F401
+
+__all__ = ["CheckReport", "checks_of", "budgets", "spread_seeds", "run_check", "run_checks", "summarize", "sweep",
+           "calibrate", "refit", "repower", "wrong_answers", "calibration_problems", "format_reports", "DEFAULT_BUDGET",
+           "MIN_CALIBRATION_RUNS", "MIN_POWER"]
+
+MIN_CALIBRATION_RUNS = 300  # empirical bounds rest on >= 300 reference runs
+
+
+def checks_of(name: str, course: str | Path | None = None) -> tuple[Check, ...]:
+    """The :class:`Check` tuple of assignment ``name`` (``CHECKS`` of its ``statistics.py``)."""
+    from gradkit_tools.course import assignment, statistics_module
+
+    a = assignment(name, course)
+    if not a.statistics_file.is_file():
+        raise ValueError(f"no stochastic checks for {name!r}: {a.statistics_file} is missing")
+    return tuple(statistics_module(a).CHECKS)
+
+
+def spread_seeds(n: int, first_seed: int) -> list[int]:
+    """``n`` distinct seeds in ``[0, SEED_LIMIT)`` drawn by ``default_rng(first_seed)``, like per-submission seeds.
+
+    Consecutive integers would not do: a statistic uses ``seed + k`` (a1's fits) or ``seed + k * stride``
+    (a1's loop runs), so runs ``s`` and ``s + 1`` would share trainings and not be independent.
+    """
+    from gradkit_grader.seeding import SEED_LIMIT
+
+    rng, out, seen = np.random.default_rng(first_seed), [], set()
+    while len(out) < n:
+        s = int(rng.integers(0, SEED_LIMIT))
+        if s not in seen:
+            seen.add(s)
+            out.append(s)
+    return out
+
+
+def run_check(check: Check, tol: Mapping[str, Any], seeds: Sequence[int],
+              components: Mapping[str, Any] | None = None, progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """``check.statistic(components, tol, seed)`` for each seed (reference components by default).
+
+    A run that raises (a timeout, a crash) gives NaN: it counts as a failure, never as a pass.
+    """
+    comps = check.reference(tol) if components is None else components
+    values, _ = run_checks([(check, comps)], tol, seeds, progress)
+    return values[0]
+
+
+def run_checks(jobs: Sequence[tuple[Check, Mapping[str, Any]]], tol: Mapping[str, Any], seeds: Sequence[int],
+               progress: Callable[[int], None] | None = None) -> tuple[list[np.ndarray], list[float]]:
+    """Every ``(check, components)`` of ``jobs`` under each seed: ``([values per job], [seconds per job])``.
+
+    Seed-major, as one submission is graded: the memo of :mod:`gradkit_grader.bands` is cleared once per
+    seed, so statistics of one test that share a computation (a2's three ReLU statistics) compute
+    it once per seed. A run that raises gives NaN (a failure, never a pass).
+    """
+    from gradkit_grader.bands import clear_memo
+
+    values, seconds = [[] for _ in jobs], [0.0] * len(jobs)
+    for seed in seeds:
+        clear_memo()
+        for i, (check, comps) in enumerate(jobs):
+            t0 = time.perf_counter()
+            try:
+                values[i].append(float(check.statistic(comps, tol, int(seed))))
+            except Exception:  # noqa: BLE001 - a failing run is data: it fails the bound
+                values[i].append(math.nan)
+            seconds[i] += time.perf_counter() - t0
+        if progress:
+            progress(1)
+    clear_memo()
+    return [np.asarray(v, dtype=float) for v in values], seconds
+
+
+def _power(check: Check, tol: Mapping[str, Any], seeds: Sequence[int],
+           wrong: Mapping[str, Mapping[str, Any]]) -> dict[str, dict]:
+    """Per wrong answer (``{label: components}``): how often it fails the full-credit bound (and earns nothing)."""
+    return {label: _power_entry(check, tol, run_check(check, tol, seeds, components=comps))
+            for label, comps in wrong.items()}
+
+
+def _test_params(assignment: Any) -> dict[str, tuple[str, ...]]:
+    """``{hidden test case: its parameter names}``: the student names the test receives."""
+    import ast
+
+    from gradkit_tools.master import test_cells
+
+    out = {}
+    for name, cell in test_cells(assignment.master).items():
+        fn = next(n for n in ast.parse(cell.source).body if isinstance(n, ast.FunctionDef) and n.name == name)
+        out[name] = tuple(a.arg for a in fn.args.args)
+    return out
+
+
+def wrong_answers(name: str, course: str | Path | None = None) -> list[tuple[Check, str, dict[str, Any]]]:
+    """``[(check, entry, components)]``: every wrong answer of the assignment's catalogue
+    (``course/<name>/answers.yml``) whose ``fails:`` lists the check's hidden test, as the objects
+    that test receives (its parameter names looked up in the entry's namespace)."""
+    from gradkit_tools import answers
+    from gradkit_tools.course import assignment, find_course
+
+    a = assignment(name, course)
+    params = _test_params(a)
+    released = find_course(course).parent / "assignments"
+    out = []
+    for check in checks_of(name, course):
+        cases = [p for case, p in params.items() if case == check.test or case.startswith(f"{check.test}_band_")]
+        if not cases:
+            raise ValueError(f"{a.master}: no hidden test {check.test} (named by a check of {a.statistics_file})")
+        for entry in answers.wrong_for(a, check.test):
+            ns = answers.namespace(a, entry, assignments=released)
+            out.append((check, entry, {n: ns[n] for n in cases[0] if n in ns}))
+    return out
+
+
+def budgets(name: str, course: str | Path | None = None) -> dict[str, dict]:
+    """``{test: {"budget": float, "method": "exact" | "empirical"}}`` of assignment ``name``
+    (``budgets:`` of its tolerances.yml); every check of :func:`checks_of` must have one, within
+    :data:`DEFAULT_BUDGET`."""
+    from gradkit_tools.course import ConfigError
+    from gradkit_tools.course import budgets as declared_budgets
+
+    declared = declared_budgets(name, course)
+    for check in checks_of(name, course):
+        entry = declared.get(check.test)
+        if entry is None:
+            raise ConfigError(f"{name}/tolerances.yml budgets.{check.test} is missing: declare the false-fail "
+                              "budget of this stochastic test and its method")
+        if not 0 < entry["budget"] <= DEFAULT_BUDGET or entry["method"] not in ("exact", "empirical"):
+            raise ConfigError(f"{name}/tolerances.yml budgets.{check.test}: budget must be in "
+                              f"(0, {DEFAULT_BUDGET:g}] and method exact or empirical, got {entry}")
+    return declared
+
+
+def _budget_share(budget: float, check: Check, all_checks: Sequence[Check]) -> float:
+    """A test with several statistics fails when any of them does: each gets an equal share of its budget."""
+    return budget / sum(c.test == check.test for c in all_checks)
+
+
+def sweep(name: str, seeds: int | Sequence[int] = 20, *, tol: Mapping[str, Any] | None = None, first_seed: int = 1,
+          budget: float | None = None, power_runs: int = 0, workers: int = 1, progress: bool = True,
+          course: str | Path | None = None) -> list[CheckReport]:
+    """Run every check of assignment ``name`` with the reference components under ``seeds``.
+
+    ``seeds``: a count (that many :func:`spread_seeds` from ``first_seed``) or the seeds themselves.
+    ``budget``: false-fail budget of every check (default: each check's from tolerances.yml).
+    ``power_runs``: runs per wrong answer (0: skip the power study).
+    ``workers``: processes sharing the seeds (the same numbers as one process; each imports Keras anew).
+    ``course``: the course folder (default :func:`gradkit_tools.course.find_course`).
+    """
+    from tqdm import tqdm
+
+    from gradkit_tools.course import tolerances
+
+    declared = budgets(name, course) if budget is None else {}
+    tol = dict(tolerances(name, course) if tol is None else tol)
+    all_checks = checks_of(name, course)
+    seed_list = spread_seeds(seeds, first_seed) if isinstance(seeds, int) else [int(s) for s in seeds]
+    jobs = [(check, check.reference(tol)) for check in all_checks]
+    wrong = wrong_answers(name, course) if power_runs else []
+    power_seeds = seed_list[:power_runs] if power_runs and wrong else []
+    if workers > 1:
+        values, seconds, wrong_values = _in_processes(name, tol, seed_list, power_seeds, workers, progress, course)
+    else:
+        with tqdm(total=len(seed_list), desc=f"{name} reference", disable=not progress, leave=False) as bar:
+            values, seconds = run_checks(jobs, tol, seed_list, progress=bar.update)
+        with tqdm(total=len(power_seeds), desc=f"{name} wrong answers", disable=not progress or not power_seeds,
+                  leave=False) as bar:
+            wrong_values, _ = run_checks([(c, comps) for c, _, comps in wrong], tol, power_seeds, progress=bar.update)
+    reports = []
+    for (check, _), vals, secs in zip(jobs, values, seconds):
+        share = _budget_share(budget if budget is not None else declared[check.test]["budget"], check, all_checks)
+        rep = summarize(check, name, tol, vals, secs, share)
+        rep.method = declared.get(check.test, {}).get("method", "empirical")
+        if power_runs:
+            rep.power = {label: _power_entry(c, tol, v) for (c, label, _), v in zip(wrong, wrong_values) if c is check}
+        reports.append(rep)
+    return reports
+
+
+def _chunk(args: tuple) -> tuple[list, list, list]:
+    """Worker of :func:`_in_processes`: the reference runs and the wrong answers' runs of some seeds."""
+    name, tol, seeds, power_seeds, course = args
+    all_checks = checks_of(name, course)
+    values, seconds = run_checks([(c, c.reference(tol)) for c in all_checks], tol, seeds)
+    wrong = [(c, comps) for c, _, comps in wrong_answers(name, course)] if power_seeds else []
+    wrong_values, _ = run_checks(wrong, tol, power_seeds)
+    return [v.tolist() for v in values], seconds, [v.tolist() for v in wrong_values]
+
+
+def _in_processes(name: str, tol: Mapping[str, Any], seeds: list[int], power_seeds: list[int], workers: int,
+                  progress: bool, course: str | Path | None = None
+                  ) -> tuple[list[np.ndarray], list[float], list[np.ndarray]]:
+    """:func:`run_checks` of the reference and of the wrong answers with the seeds split into ``workers``
+    contiguous chunks, one fresh process each (spawned: no state shared); merged in seed order, so the
+    result equals the serial one."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from tqdm import tqdm
+
+    cut = lambda xs: [xs[i * len(xs) // workers:(i + 1) * len(xs) // workers] for i in range(workers)]  # noqa: E731
+    tasks = [(name, dict(tol), a, b, course) for a, b in zip(cut(seeds), cut(power_seeds))]
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        parts = list(tqdm(pool.map(_chunk, tasks), total=len(tasks), desc=f"{name} in {workers} processes",
+                          disable=not progress, leave=False))
+    join = lambda k: [np.asarray(sum((p[k][i] for p in parts), []), dtype=float)  # noqa: E731
+                      for i in range(len(parts[0][k]))]
+    return join(0), [sum(p[1][i] for p in parts) for i in range(len(parts[0][1]))], join(2)
+
+
+def calibrate(name: str, runs: int = MIN_CALIBRATION_RUNS, *, out: str | Path | None = None,
+              first_seed: int = 10_000, power_runs: int = 30, budget: float | None = None, workers: int = 1,
+              progress: bool = True) -> list[CheckReport]:
+    """:func:`sweep` with ``runs`` (>= 300) seeds and the power study; writes ``out`` (JSON).
+
+    ``out`` default: ``course/<name>/calibration.json``.
+    ``power_runs``: runs per wrong answer; its fail probability is the smaller of the observed
+    fraction and that of a normal fitted to the runs (30 runs all failing show >= 0.905 at 95% by
+    themselves; the fitted tail is what shows >= 0.99).
+    """
+    if runs < MIN_CALIBRATION_RUNS:
+        raise ValueError(f"calibration needs >= {MIN_CALIBRATION_RUNS} runs, got {runs}")
+    from gradkit_tools.course import assignment
+
+    reports = sweep(name, runs, first_seed=first_seed, budget=budget, power_runs=power_runs, workers=workers,
+                    progress=progress)
+    path = Path(out) if out is not None else assignment(name).calibration_file
+    _write(path, name, runs, first_seed, reports)
+    return reports
+
+
+def refit(name: str, path: str | Path | None = None, *, out: str | Path | None = None) -> list[CheckReport]:
+    """Summaries of a calibration file's stored runs recomputed with the current bounds, budgets and tail
+    fits (no new runs; ``gradkit calibrate --refit``). The power entries are kept as they are."""
+    from gradkit_tools.course import assignment, tolerances
+
+    path = Path(path) if path is not None else assignment(name).calibration_file
+    doc, tol, declared = json.loads(path.read_text()), tolerances(name), budgets(name)
+    all_checks = checks_of(name)
+    reports = []
+    for check in all_checks:
+        old = doc["checks"][f"{check.test}:{check.name}"]
+        if len(old["values"]) != old["runs"]:
+            raise ValueError(f"{path}: {check.test} stores {len(old['values'])} of its {old['runs']} runs; "
+                             f"run `gradkit calibrate {name}` again")
+        share = _budget_share(declared[check.test]["budget"], check, all_checks)
+        rep = summarize(check, name, tol, np.asarray(old["values"], dtype=float), old["seconds"], share)
+        rep.method, rep.power = declared[check.test]["method"], old["power"]
+        reports.append(rep)
+    _write(Path(out) if out is not None else path, name, doc["runs"], doc["first_seed"], reports)
+    return reports
+
+
+def repower(name: str, path: str | Path | None = None, *, power_runs: int = 30, out: str | Path | None = None,
+            progress: bool = True) -> list[CheckReport]:
+    """A calibration file's power study run again with the catalogue's current wrong answers, at the
+    seeds the calibration drew first; the stored reference runs and their summaries are kept
+    (``gradkit calibrate --power-only``: after a wrong answer was added to answers.yml)."""
+    from tqdm import tqdm
+
+    from gradkit_tools.course import assignment, tolerances
+
+    path = Path(path) if path is not None else assignment(name).calibration_file
+    doc, tol = json.loads(path.read_text()), tolerances(name)
+    seeds = spread_seeds(doc["runs"], doc["first_seed"])[:power_runs]
+    wrong = wrong_answers(name)
+    with tqdm(total=len(seeds), desc=f"{name} wrong answers", disable=not progress, leave=False) as bar:
+        values, _ = run_checks([(c, comps) for c, _, comps in wrong], tol, seeds, progress=bar.update)
+    reports = refit(name, path, out=out)
+    for rep in reports:
+        rep.power = {label: _power_entry(c, tol, v) for (c, label, _), v in zip(wrong, values)
+                     if f"{c.test}:{c.name}" == f"{rep.test}:{rep.name}"}
+    _write(Path(out) if out is not None else path, name, doc["runs"], doc["first_seed"], reports)
+    return reports
+
+
+def _write(path: Path, name: str, runs: int, first_seed: int, reports: Sequence[CheckReport]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"assignment": name, "runs": runs, "first_seed": first_seed,
+           "checks": {f"{r.test}:{r.name}": {k: v for k, v in asdict(r).items() if k != "assignment"} for r in reports}}
+    path.write_text(json.dumps(doc, indent=1, sort_keys=True, allow_nan=True) + "\n")
+    from gradkit_tools import calnotes
+    from gradkit_tools.course import assignment
+
+    a = assignment(name)
+    if path.resolve() == a.calibration_file.resolve() and a.notes_file.is_file():
+        calnotes.write(a.notes_file, path)  # NOTES.md quotes the figures from this file only
+
+
+def calibration_problems(name: str, course: str | Path | None = None, path: str | Path | None = None) -> list[str]:
+    """What is wrong with ``course/<name>/calibration.json`` against the current tolerances ([] when nothing).
+
+    The file must hold every check of :func:`checks_of` with at least :data:`MIN_CALIBRATION_RUNS`
+    runs, computed at the bounds tolerances.yml has now (a changed bound needs a new calibration), no
+    false fail, the fitted tail of an empirical bound within the test's share of its budget, and every
+    wrong answer of the check failing the full-credit bound with probability >= 0.99.
+    """
+    from gradkit_tools.course import assignment, tolerances
+
+    path = Path(path) if path is not None else assignment(name, course).calibration_file
+    if not path.exists():
+        return [f"{path} is missing: run `gradkit calibrate {name}`"]
+    doc, tol, declared = json.loads(path.read_text()), tolerances(name, course), budgets(name, course)
+    problems, recorded = [], doc.get("checks", {})
+    all_checks = checks_of(name, course)
+    wrong = wrong_answers(name, course)
+    for check in all_checks:
+        key, rep = f"{check.test}:{check.name}", recorded.get(f"{check.test}:{check.name}")
+        if rep is None:
+            problems.append(f"{key}: not in {path.name}")
+            continue
+        share = _budget_share(declared[check.test]["budget"], check, all_checks)
+        if rep["runs"] < MIN_CALIBRATION_RUNS:
+            problems.append(f"{key}: {rep['runs']} runs < {MIN_CALIBRATION_RUNS}")
+        if rep["bound"] != float(tol[check.full]) or rep["zero"] != (float(tol[check.zero]) if check.zero else None):
+            problems.append(f"{key}: calibrated at bounds {rep['bound']} / {rep['zero']}, tolerances.yml has "
+                            f"{tol[check.full]} / {tol[check.zero] if check.zero else None}: re-run gradkit calibrate")
+        if rep["false_fails"]:
+            problems.append(f"{key}: {rep['false_fails']} of {rep['runs']} reference runs fail the bound")
+        if rep["method"] != declared[check.test]["method"]:
+            problems.append(f"{key}: calibrated as {rep['method']}, "
+                            f"tolerances.yml says {declared[check.test]['method']}")
+        elif rep["method"] == "empirical" and not rep["tail_prob"] <= share:
+            problems.append(f"{key}: fitted P(fail) {rep['tail_prob']:.2g} exceeds the budget share {share:.2g}")
+        labels = [label for c, label, _ in wrong if c is check]
+        if not labels:
+            problems.append(f"{key}: no wrong answer of answers.yml lists {check.test} under fails:, "
+                            "so nothing measures its power")
+        for label in labels:
+            power = rep.get("power", {}).get(label)
+            if power is None or power["fail_prob"] < MIN_POWER:
+                problems.append(f"{key}: wrong answer {label!r} fails with probability "
+                                f"{'unmeasured' if power is None else format(power['fail_prob'], '.3f')} < 0.99: "
+                                f"run `gradkit calibrate {name} --power-only`")
+    return problems
