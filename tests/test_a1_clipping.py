@@ -1,14 +1,16 @@
 """Assignment a1_clipping (exploding gradients, gradient clipping): master tests and the otter pipeline.
 
 * Fast part: the test cells of ``course/a1_clipping/a1_clipping.ipynb`` are extracted and run,
-  outside otter, against the solution and against the typical wrong answers. Each wrong answer
-  must fail exactly the hidden tests written for it, with an ``AssertionError`` (per-tensor norm
-  where the global norm was asked, value clipping where norm clipping was asked, squared norm,
-  summed norms, NaN on zero gradients, an optimizer that does not clip, ...), while correct
-  alternative implementations pass every test.
+  outside otter, against the solution and against every right and wrong answer of the catalogue
+  ``course/a1_clipping/answers.yml`` (the same entries make the example submissions and the
+  calibration's power runs). Each wrong answer must fail exactly the test cases its ``fails:``
+  names, with an ``AssertionError`` carrying its ``hints:`` (per-tensor norm where the global norm
+  was asked, value clipping where norm clipping was asked, squared norm, summed norms, NaN on zero
+  gradients, an optimizer that does not clip, ...), while correct alternative implementations pass
+  every test; each answer's ``expect:`` must be what its ``fails:`` costs.
 * Hidden tests draw their inputs from the per-submission seed (``gradkit_grader.seeding``); q2's
-  convergence test is 4 band cases (``test_optimizer_converges_band_1..4``, ``gradkit_grader.bands``)
-  that count as one test here: a wrong answer must fail all four, a correct one pass all four.
+  convergence test is 4 band cases (``test_optimizer_converges_band_1..4``, ``gradkit_grader.bands``):
+  ``fails: [test_optimizer_converges]`` stands for all four, a case name for one.
   The statistics of the tests that train live in ``gradkit_grader.course.a1_clipping.statistics``; the slow
   ``test_seed_sweep`` runs every hidden test on the solution under 20 base seeds.
 * End-to-end part: the real ``otter assign`` on the master (with its own test run, which requires
@@ -23,8 +25,11 @@ import re
 import pytest
 
 from _masters import (
+    assert_catalogue_answer,
+    assert_expect_follows_fails,
     assert_hidden_tests_self_contained,
     assert_question_cases,
+    catalogue_answers,
     compiled_tests,
     grade,
     master_parts,
@@ -42,6 +47,8 @@ POINTS = {"q1": 5, "q2": 2, "q3": 2}
 PRELUDE = "import numpy as np\nimport keras\nfrom keras import ops\n"
 OTTER_TIMEOUT = 900
 BANDS = 4  # cases of each banded test
+NORM_TESTS = ["test_global_norm_matches_definition", "test_global_norm_below_threshold_and_zero",
+              "test_global_norm_bound_and_direction", "test_training_loop_matches_keras"]
 
 
 def cases_of(tests: dict, name: str) -> list[str]:
@@ -67,13 +74,6 @@ def grouped_failures(tests: dict, names, ns: dict) -> dict:
         if bad:
             assert len(bad) == len(messages), f"{name}: partial credit where 0 was expected: {bad}"
             failed[name] = next(iter(bad.values()))
-    return failed
-
-
-def assert_fails_exactly(tests: dict, names, ns: dict, must_fail: set, variant: str) -> dict:
-    """Run ``names`` (band cases grouped) on ``ns``; exactly ``must_fail`` may fail, all of their cases."""
-    failed = grouped_failures(tests, names, ns)
-    assert set(failed) == must_fail, f"{variant}: failed {sorted(failed)}, expected {sorted(must_fail)}: {failed}"
     return failed
 
 
@@ -125,176 +125,47 @@ def test_solution_passes_every_test(master):
     clear_memo()
     solution_passes(tests, list(tests), ns)
 
-# --------------------------------------------------------------------------- wrong answers, q1
+# --------------------------------------------------------------------------- the catalogue's answers
 
-NORM_TESTS = ["test_global_norm_matches_definition", "test_global_norm_below_threshold_and_zero",
-              "test_global_norm_bound_and_direction", "test_training_loop_matches_keras"]
+def checked_answers(questions=None) -> list[str]:
+    """The right and wrong answers of course/a1_clipping/answers.yml editing only ``questions``
+    (``catalogue_answers``), and its malformed answers whose ``fails:`` says which cases they fail
+    in process (a NaN norm, flattened tensors)."""
+    from gradkit_tools.answers import entries
+    from gradkit_tools.course import assignment
 
-GLOBAL_NORM_VARIANTS = {
-    # name: (source of clip_by_global_norm, hidden tests that must fail)
-    "per_tensor_norm": ("""
-def clip_by_global_norm(grads, max_norm):
-    out = []
-    for g in grads:
-        g = ops.convert_to_tensor(g)
-        out.append(g * (max_norm / ops.maximum(ops.sqrt(ops.sum(g * g)), max_norm)))
-    return out
-""", {"test_global_norm_matches_definition", "test_global_norm_bound_and_direction",
-      "test_training_loop_matches_keras"}),
-    "clips_values_instead": ("""
-def clip_by_global_norm(grads, max_norm):
-    return [ops.clip(ops.convert_to_tensor(g), -max_norm, max_norm) for g in grads]
-""", {"test_global_norm_matches_definition", "test_global_norm_bound_and_direction",
-      "test_training_loop_matches_keras"}),
-    "squared_norm": ("""
-def clip_by_global_norm(grads, max_norm):
-    grads = [ops.convert_to_tensor(g) for g in grads]
-    sq = sum(ops.sum(ops.square(g)) for g in grads)
-    return [g * (max_norm / ops.maximum(sq, max_norm)) for g in grads]
-""", set(NORM_TESTS)),
-    "sum_of_norms": ("""
-def clip_by_global_norm(grads, max_norm):
-    grads = [ops.convert_to_tensor(g) for g in grads]
-    total = sum(ops.sqrt(ops.sum(ops.square(g))) for g in grads)
-    return [g * (max_norm / ops.maximum(total, max_norm)) for g in grads]
-""", set(NORM_TESTS)),
-    "always_normalises": ("""
-def clip_by_global_norm(grads, max_norm):
-    grads = [ops.convert_to_tensor(g) for g in grads]
-    total = ops.sqrt(sum(ops.sum(ops.square(g)) for g in grads))
-    return [g * (max_norm / total) for g in grads]
-""", {"test_global_norm_below_threshold_and_zero"}),
-    "divides_by_zero_norm": ("""
-def clip_by_global_norm(grads, max_norm):
-    grads = [ops.convert_to_tensor(g) for g in grads]
-    total = float(ops.convert_to_numpy(ops.sqrt(sum(ops.sum(ops.square(g)) for g in grads))))
-    return [g * min(1.0, max_norm / total) for g in grads]
-""", {"test_global_norm_below_threshold_and_zero"}),
-    "blank_stub": ("""
-def clip_by_global_norm(grads, max_norm):
-    ...
-""", set(NORM_TESTS)),
-    "raises": ("""
-def clip_by_global_norm(grads, max_norm):
-    raise ValueError("not done")
-""", set(NORM_TESTS)),
-    "returns_nan": ("""
-def clip_by_global_norm(grads, max_norm):
-    return [ops.convert_to_tensor(g) * float("nan") for g in grads]
-""", set(NORM_TESTS)),
-    "returns_one_tensor": ("""
-def clip_by_global_norm(grads, max_norm):
-    flat = ops.concatenate([ops.reshape(ops.convert_to_tensor(g), (-1,)) for g in grads])
-    return flat * (max_norm / ops.maximum(ops.norm(flat), max_norm))
-""", set(NORM_TESTS)),
-    # correct alternatives: must pass everything
-    "ok_concat_norm_where": ("""
-def clip_by_global_norm(grads, max_norm):
-    grads = [ops.convert_to_tensor(g) for g in grads]
-    n = ops.norm(ops.concatenate([ops.reshape(g, (-1,)) for g in grads]))
-    return [ops.where(n > max_norm, g * (max_norm / n), g) for g in grads]
-""", set()),
-    "ok_numpy_float64": ("""
-def clip_by_global_norm(grads, max_norm):
-    arrays = [np.asarray(ops.convert_to_numpy(g), dtype=np.float64) for g in grads]
-    n = np.sqrt(sum(float(np.sum(a * a)) for a in arrays))
-    return tuple(a * (max_norm / max(n, max_norm)) for a in arrays)
-""", set()),
-}
+    malformed = [k for k, e in entries(assignment(NAME), "malformed").items()
+                 if "fails" in e and (questions is None or set(e.get("answers") or {}) <= set(questions))]
+    return sorted(catalogue_answers(NAME, questions) + malformed)
 
 
 @pytest.mark.backends
-@pytest.mark.parametrize("variant", sorted(GLOBAL_NORM_VARIANTS))
-def test_q1_global_norm_variants_fail_the_right_tests(master, variant):
+@pytest.mark.parametrize("entry", checked_answers(["q1"]))
+def test_q1_catalogue_answer_fails_exactly_its_cases(master, entry):
+    """Every q1 case (public ones too) on the entry's answers: exactly its ``fails:`` fail, each
+    with its ``hints:`` (the message names the mistake: own norm, squared norm, summed norms,
+    ZeroDivisionError); right answers (global norm by concatenation, NumPy float64, value clipping by
+    where/sign or minimum/maximum) pass every case."""
     _, tests = master
-    source, must_fail = GLOBAL_NORM_VARIANTS[variant]
-    ns = namespace(PRELUDE, source)
-    failed = assert_fails_exactly(tests, NORM_TESTS, ns, must_fail, variant)
-    if variant in ("per_tensor_norm", "clips_values_instead"):
-        assert "own norm" in failed["test_global_norm_matches_definition"]  # the hint names the mistake
-    if variant == "squared_norm":
-        assert "squared global norm" in failed["test_global_norm_matches_definition"]
-    if variant == "sum_of_norms":
-        assert "added up the tensors' norms" in failed["test_global_norm_matches_definition"]
-    if variant == "divides_by_zero_norm":
-        assert "ZeroDivisionError" in failed["test_global_norm_below_threshold_and_zero"]
-
-
-VALUE_VARIANTS = {
-    "upper_bound_only": "def clip_by_value(grads, limit):\n    return [ops.minimum(g, limit) for g in grads]\n",
-    "clips_to_zero_limit": "def clip_by_value(grads, limit):\n    return [ops.clip(g, 0.0, limit) for g in grads]\n",
-    "norm_instead": ("def clip_by_value(grads, limit):\n"
-                     "    return [g * (limit / ops.maximum(ops.norm(ops.reshape(g, (-1,))), limit)) for g in grads]\n"),
-    "blank_stub": "def clip_by_value(grads, limit):\n    ...\n",
-}
+    assert_catalogue_answer(NAME, entry, tests, ["q1"])
 
 
 @pytest.mark.backends
-@pytest.mark.parametrize("variant", sorted(VALUE_VARIANTS))
-def test_q1_value_variants_fail(master, variant):
+@pytest.mark.parametrize("entry", checked_answers(["q2"]))
+def test_q2_catalogue_answer_fails_exactly_its_cases(master, entry):
+    """Every q2 case on the entry's optimizer; a wrong one fails all four band cases of
+    test_optimizer_converges (NaN named when it explodes) except partial_q2_threshold_20: clipvalue=20
+    overshoots (final MSE 25-85 over 30 fits), so the worst of 3 runs lies in the 3/4 band [25, 190]
+    and only band 4 fails, with its message in MSE units and the seed note."""
     _, tests = master
-    ns = namespace(PRELUDE, VALUE_VARIANTS[variant])
-    assert run_test(tests["test_value_matches_definition"][3], ns) is not None
+    assert_catalogue_answer(NAME, entry, tests, ["q2"])
 
 
-@pytest.mark.backends
-def test_q1_value_alternative_passes(master):
-    _, tests = master
-    ns = namespace(PRELUDE, "def clip_by_value(grads, limit):\n"
-                            "    return [ops.where(ops.abs(g) > limit, ops.sign(g) * limit, g) for g in grads]\n")
-    assert run_test(tests["test_value_matches_definition"][3], ns) is None
-    assert run_test(tests["test_value_public"][3], ns) is None
-
-
-# --------------------------------------------------------------------------- wrong answers, q2
-
-Q2_TESTS = ["test_optimizer_configuration", "test_optimizer_converges"]
-
-OPTIMIZER_VARIANTS = {
-    # name: (body of make_clipped_optimizer, hidden tests that must fail, tests not asserted)
-    "no_clipping": ("return keras.optimizers.SGD(learning_rate=0.01)", set(Q2_TESTS), set()),
-    "threshold_too_small": ("return keras.optimizers.SGD(learning_rate=0.01, clipnorm=1e-3)",
-                            {"test_optimizer_converges"}, set()),
-    "threshold_too_large": ("return keras.optimizers.SGD(learning_rate=0.01, clipvalue=1000.0)",
-                            {"test_optimizer_converges"}, set()),
-    "smaller_learning_rate": ("return keras.optimizers.SGD(learning_rate=1e-4, clipnorm=1.0)",
-                              set(Q2_TESTS), set()),
-    "adam": ("return keras.optimizers.Adam(clipnorm=1.0)", set(Q2_TESTS), set()),
-    "blank_stub": ("...", set(Q2_TESTS), set()),
-    "shared_instance": ("return SHARED", {"test_optimizer_configuration"}, {"test_optimizer_converges"}),
-    "ok_global_clipnorm": ("return keras.optimizers.SGD(learning_rate=0.01, global_clipnorm=1.0)", set(), set()),
-    "ok_clipnorm_2": ("return keras.optimizers.SGD(clipnorm=2.0)", set(), set()),
-}
-
-
-@pytest.mark.backends
-@pytest.mark.parametrize("variant", sorted(OPTIMIZER_VARIANTS))
-def test_q2_variants_fail_the_right_tests(master, variant):
-    _, tests = master
-    body, must_fail, unchecked = OPTIMIZER_VARIANTS[variant]
-    ns = namespace(PRELUDE, "SHARED = keras.optimizers.SGD(learning_rate=0.01, clipnorm=1.0)\n"
-                            f"def make_clipped_optimizer():\n    {body}\n")
-    failed = assert_fails_exactly(tests, [n for n in Q2_TESTS if n not in unchecked], ns, must_fail, variant)
-    if variant == "no_clipping":
-        assert "NaN" in failed["test_optimizer_converges"]
-
-
-@pytest.mark.backends
-def test_q2_threshold_too_large_earns_three_bands(master):
-    """clipvalue=20 overshoots: final MSE 25-85 (30 fits measured), so the worst of 3 runs lies in the
-    3/4 band [25, 190]: bands 1-3 pass, band 4 fails with a message in MSE units."""
-    from gradkit_grader.bands import clear_memo
-
-    _, tests = master
-    ns = namespace(PRELUDE, "def make_clipped_optimizer():\n"
-                            "    return keras.optimizers.SGD(learning_rate=0.01, clipvalue=20.0)\n")
-    clear_memo()
-    results = {c: run_test(tests[c][3], ns) for c in cases_of(tests, "test_optimizer_converges")}
-    assert [m is None for m in results.values()] == [True, True, True, False], results
-    message = results["test_optimizer_converges_band_4"]
-    assert "part 4/4" in message and "full credit at <= 25" in message and "hidden-test seed" in message
-    assert run_test(tests["test_optimizer_configuration"][3], ns) is None
-
+@pytest.mark.parametrize("entry", checked_answers())
+def test_catalogue_expect_follows_fails(entry):
+    """Each answer's ``expect:`` is its questions' points less the points of the cases it fails."""
+    configs, _, tests = master_parts(MASTER)
+    assert_expect_follows_fails(NAME, entry, configs, tests)
 
 
 # --------------------------------------------------------------------------- statistics and seeds
@@ -340,12 +211,13 @@ def test_reference_components_pass_every_check():
 def test_seeds_depend_on_the_code_and_reach_every_message(master):
     """Different code -> different inputs; the seed is printed and carried by a failure message."""
     from gradkit_grader.seeding import seed_note, submission_seed
-    from gradkit_tools.course import tolerances
+    from gradkit_tools.answers import namespace as answer_namespace
+    from gradkit_tools.course import assignment, tolerances
 
     _, tests = master
     tol = tolerances(NAME)
-    right = namespace(PRELUDE, GLOBAL_NORM_VARIANTS["ok_concat_norm_where"][0])
-    wrong = namespace(PRELUDE, GLOBAL_NORM_VARIANTS["per_tensor_norm"][0])
+    right = answer_namespace(assignment(NAME), "correct_q1_concat_norm_where")
+    wrong = answer_namespace(assignment(NAME), "wrong_global_per_tensor_norm")
     s_right = submission_seed(tol["seed"], right["clip_by_global_norm"])
     s_wrong = submission_seed(tol["seed"], wrong["clip_by_global_norm"])
     assert s_right != s_wrong

@@ -1,15 +1,17 @@
 """Assignment a2_init (Glorot / He initialisation): master tests and the otter pipeline.
 
 * Fast part: the test cells of ``course/a2_init/a2_init.ipynb`` are extracted and run, outside
-  otter, against the solution, against correct alternative implementations (NumPy draws, Keras'
-  own initializers where they draw the same distribution) and against the typical wrong answers.
-  Each wrong answer must fail the hidden tests written for it with an ``AssertionError``: He with
-  the fan-out, the Glorot-uniform limit used as a normal's standard deviation, a truncated normal,
-  a Glorot init without the receptive field, swapped fans, a seed that is ignored, ...
+  otter, against the solution and against every right and wrong answer of the catalogue
+  ``course/a2_init/answers.yml`` (correct alternatives: NumPy draws, Keras' own initializers where
+  they draw the same distribution; wrong ones: He with the fan-out, the Glorot-uniform limit used as
+  a normal's standard deviation, a truncated normal, a Glorot init without the receptive field,
+  swapped fans, a seed that is ignored, ...). Each answer fails exactly the test cases its ``fails:``
+  names, with an ``AssertionError`` whose message says what its ``hints:`` say, and its ``expect:``
+  is what those cases cost.
 * Statistical part: the bounds of tolerances.yml are re-derived from their stated formulas, the
   p-values of gradkit_grader.course.a2_init.statistics reject exactly outside the Wilson / chi-square intervals, and
   (slow) the solution passes every hidden test under 20 other base seeds (per-submission seeds:
-  gradkit_grader.seeding). The circles training test is banded (4 cases); a variant failing it fails all 4.
+  gradkit_grader.seeding). The circles training test is banded (4 cases); an answer failing it fails all 4.
 * End-to-end part: the real ``otter assign`` on the master (with its own test run, which requires
   full marks), then the real ``otter run`` with the generated autograder zip on the solution
   notebook (full marks on every question) and on the student notebook (zero on every test).
@@ -26,16 +28,17 @@ import numpy as np
 import pytest
 
 from _masters import (
-    assert_fails_exactly,
+    assert_catalogue_answer,
+    assert_expect_follows_fails,
     assert_hidden_tests_self_contained,
     assert_question_cases,
+    catalogue_answers,
     compiled_tests,
     grade,
     master_parts,
     master_path,
     namespace,
     otter,
-    run_test,
     solution_passes,
     sweep_base_seeds,
 )
@@ -186,266 +189,38 @@ def test_seed_sweep(master, monkeypatch):
 
 
 
-# --------------------------------------------------------------------------- wrong answers, q3-q5
+# --------------------------------------------------------------------------- the catalogue of answers
 
-DIST = {"glorot_normal": "test_glorot_normal_distribution", "glorot_uniform": "test_glorot_uniform_distribution",
-        "he_normal": "test_he_normal_distribution", "he_uniform": "test_he_uniform_distribution"}
-RELU = {"test_glorot_shrinks_relu_activations", "test_he_keeps_relu_activations"}
-CIRCLES = {f"test_glorot_uniform_trains_deep_tanh_net_band_{k}" for k in range(1, 5)}  # one banded test
-FANS = "test_fans_all_shapes"
-INIT_TESTS = set(DIST.values()) | RELU | {FANS}  # the circles test is run only where a variant names it
-
-INIT_VARIANTS = {
-    # name: (replacement source, hidden tests that must fail, message fragment of the first)
-    "he_fan_out": ("""
-def he_normal(shape, dtype="float32", seed=None):
-    return keras.random.normal(shape, stddev=math.sqrt(2.0 / fans(shape)[1]), dtype=dtype, seed=seed)
-def he_uniform(shape, dtype="float32", seed=None):
-    limit = math.sqrt(6.0 / fans(shape)[1])
-    return keras.random.uniform(shape, minval=-limit, maxval=limit, dtype=dtype, seed=seed)
-""", {DIST["he_normal"], DIST["he_uniform"]}, "as if you used fan_out instead of fan_in"),
-    "glorot_normal_with_uniform_limit": ("""
-def glorot_normal(shape, dtype="float32", seed=None):
-    fi, fo = fans(shape)
-    return keras.random.normal(shape, stddev=math.sqrt(6.0 / (fi + fo)), dtype=dtype, seed=seed)
-""", {DIST["glorot_normal"], "test_glorot_shrinks_relu_activations"},
-        "uniform limit sqrt(6/(fan_in + fan_out)) as the standard"),
-    "he_normal_with_uniform_limit": ("""
-def he_normal(shape, dtype="float32", seed=None):
-    return keras.random.normal(shape, stddev=math.sqrt(6.0 / fans(shape)[0]), dtype=dtype, seed=seed)
-""", {DIST["he_normal"], "test_he_keeps_relu_activations"}, "uniform limit sqrt(6/fan_in)"),
-    "truncated_normal_uncorrected": ("""
-def glorot_normal(shape, dtype="float32", seed=None):
-    fi, fo = fans(shape)
-    return keras.random.truncated_normal(shape, stddev=math.sqrt(2.0 / (fi + fo)), dtype=dtype, seed=seed)
-def he_normal(shape, dtype="float32", seed=None):
-    return keras.random.truncated_normal(shape, stddev=math.sqrt(2.0 / fans(shape)[0]), dtype=dtype, seed=seed)
-""", {DIST["glorot_normal"], DIST["he_normal"]} | RELU, "truncated normal without dividing"),
-    "truncated_normal_like_keras": ("""
-def glorot_normal(shape, dtype="float32", seed=None):
-    return keras.initializers.GlorotNormal(seed=seed)(shape, dtype=dtype)
-def he_normal(shape, dtype="float32", seed=None):
-    return keras.initializers.HeNormal(seed=seed)(shape, dtype=dtype)
-""", {DIST["glorot_normal"], DIST["he_normal"]}, "Draw from a plain normal"),
-    "normal_where_uniform_asked": ("""
-def glorot_uniform(shape, dtype="float32", seed=None):
-    return glorot_normal(shape, dtype=dtype, seed=seed)
-def he_uniform(shape, dtype="float32", seed=None):
-    return he_normal(shape, dtype=dtype, seed=seed)
-""", {DIST["glorot_uniform"], DIST["he_uniform"]}, "exceeds the limit"),
-    "uniform_where_normal_asked": ("""
-def glorot_normal(shape, dtype="float32", seed=None):
-    return glorot_uniform(shape, dtype=dtype, seed=seed)
-def he_normal(shape, dtype="float32", seed=None):
-    return he_uniform(shape, dtype=dtype, seed=seed)
-""", {DIST["glorot_normal"], DIST["he_normal"]}, "Draw from a plain normal"),
-    "lecun_for_he": ("""
-def he_normal(shape, dtype="float32", seed=None):
-    return keras.random.normal(shape, stddev=math.sqrt(1.0 / fans(shape)[0]), dtype=dtype, seed=seed)
-def he_uniform(shape, dtype="float32", seed=None):
-    limit = math.sqrt(3.0 / fans(shape)[0])
-    return keras.random.uniform(shape, minval=-limit, maxval=limit, dtype=dtype, seed=seed)
-""", {DIST["he_normal"], DIST["he_uniform"], "test_he_keeps_relu_activations"}, "1/fan_in (LeCun)"),
-    "glorot_for_he": ("""
-def he_normal(shape, dtype="float32", seed=None):
-    return glorot_normal(shape, dtype=dtype, seed=seed)
-def he_uniform(shape, dtype="float32", seed=None):
-    return glorot_uniform(shape, dtype=dtype, seed=seed)
-""", {DIST["he_normal"], DIST["he_uniform"], "test_he_keeps_relu_activations"}, "Glorot's 2/(fan_in + fan_out)"),
-    "glorot_half_variance": ("""
-def glorot_normal(shape, dtype="float32", seed=None):
-    fi, fo = fans(shape)
-    return keras.random.normal(shape, stddev=math.sqrt(1.0 / (fi + fo)), dtype=dtype, seed=seed)
-def glorot_uniform(shape, dtype="float32", seed=None):
-    fi, fo = fans(shape)
-    limit = math.sqrt(3.0 / (fi + fo))
-    return keras.random.uniform(shape, minval=-limit, maxval=limit, dtype=dtype, seed=seed)
-""", {DIST["glorot_normal"], DIST["glorot_uniform"], "test_glorot_shrinks_relu_activations"},
-        "1/(fan_in + fan_out) instead"),
-    "std_as_uniform_limit": ("""
-def glorot_uniform(shape, dtype="float32", seed=None):
-    fi, fo = fans(shape)
-    limit = math.sqrt(2.0 / (fi + fo))
-    return keras.random.uniform(shape, minval=-limit, maxval=limit, dtype=dtype, seed=seed)
-""", {"test_glorot_shrinks_relu_activations", DIST["glorot_uniform"]},
-        "standard deviation sqrt(2/(fan_in + fan_out)) as the uniform limit"),
-    "no_square_root": ("""
-def he_normal(shape, dtype="float32", seed=None):
-    return keras.random.normal(shape, stddev=2.0 / fans(shape)[0], dtype=dtype, seed=seed)
-""", {DIST["he_normal"], "test_he_keeps_relu_activations"}, "no square root"),
-    "positive_uniform": ("""
-def glorot_uniform(shape, dtype="float32", seed=None):
-    fi, fo = fans(shape)
-    return keras.random.uniform(shape, minval=0.0, maxval=math.sqrt(6.0 / (fi + fo)), dtype=dtype, seed=seed)
-""", {"test_glorot_shrinks_relu_activations", DIST["glorot_uniform"]}, "must be centred at 0"),
-    "no_receptive_field": ("""
-def fans(shape):
-    return int(shape[-2]), int(shape[-1])
-""", set(DIST.values()) | {FANS}, "without the receptive field"),
-    "fans_swapped": ("""
-def fans(shape):
-    r = int(np.prod(shape[:-2]))
-    return int(shape[-1]) * r, int(shape[-2]) * r
-""", {DIST["he_normal"], DIST["he_uniform"], FANS}, "fan_out instead of fan_in"),
-    "receptive_field_on_fan_in_only": ("""
-def fans(shape):
-    r = int(np.prod(shape[:-2]))
-    return int(shape[-2]) * r, int(shape[-1])
-""", {DIST["glorot_normal"], DIST["glorot_uniform"], FANS}, None),
-    "seed_ignored": ("""
-def he_normal(shape, dtype="float32", seed=None):
-    return keras.random.normal(shape, stddev=math.sqrt(2.0 / fans(shape)[0]), dtype=dtype)
-""", {DIST["he_normal"]}, "pass seed=seed on to keras.random"),
-    "seed_hard_coded": ("""
-def glorot_normal(shape, dtype="float32", seed=None):
-    fi, fo = fans(shape)
-    return keras.random.normal(shape, stddev=math.sqrt(2.0 / (fi + fo)), dtype=dtype, seed=0)
-""", {DIST["glorot_normal"], "test_glorot_shrinks_relu_activations"}, "returned the same tensor"),
-    "float64": ("""
-def he_uniform(shape, dtype="float32", seed=None):
-    limit = math.sqrt(6.0 / fans(shape)[0])
-    return np.random.default_rng(seed).uniform(-limit, limit, size=shape)
-""", {DIST["he_uniform"]}, "returned dtype float64"),
-    "returns_nan": ("""
-def glorot_uniform(shape, dtype="float32", seed=None):
-    return keras.ops.full(shape, float("nan"), dtype=dtype)
-""", {"test_glorot_shrinks_relu_activations", DIST["glorot_uniform"]} | CIRCLES, "NaN"),
-    "glorot_uniform_is_uniform_0_1": ("""
-def glorot_uniform(shape, dtype="float32", seed=None):
-    return keras.random.uniform(shape, minval=0.0, maxval=1.0, dtype=dtype, seed=seed)
-""", {"test_glorot_shrinks_relu_activations", DIST["glorot_uniform"]} | CIRCLES, "must be centred at 0"),
-    "raises": ("""
-def he_uniform(shape, dtype="float32", seed=None):
-    raise NotImplementedError("later")
-""", {DIST["he_uniform"], "test_he_keeps_relu_activations"}, "NotImplementedError"),
-    "blank_stubs": ("""
-def fans(shape):
-    ...
-def glorot_uniform(shape, dtype="float32", seed=None):
-    ...
-def glorot_normal(shape, dtype="float32", seed=None):
-    ...
-def he_normal(shape, dtype="float32", seed=None):
-    ...
-def he_uniform(shape, dtype="float32", seed=None):
-    ...
-""", INIT_TESTS | CIRCLES, None),
-    # correct alternatives: must pass everything
-    "ok_numpy_generator": ("""
-def fans(shape):
-    *spatial, n_in, n_out = shape
-    r = math.prod(spatial)
-    return n_in * r, n_out * r
-def glorot_normal(shape, dtype="float32", seed=None):
-    fi, fo = fans(shape)
-    return np.random.default_rng(seed).normal(0.0, math.sqrt(2 / (fi + fo)), size=shape).astype(dtype)
-def glorot_uniform(shape, dtype="float32", seed=None):
-    fi, fo = fans(shape)
-    limit = math.sqrt(6 / (fi + fo))
-    return np.random.default_rng(seed).uniform(-limit, limit, size=shape).astype(dtype)
-def he_normal(shape, dtype="float32", seed=None):
-    return np.random.default_rng(seed).normal(0.0, math.sqrt(2 / fans(shape)[0]), size=shape).astype(dtype)
-def he_uniform(shape, dtype="float32", seed=None):
-    limit = math.sqrt(6 / fans(shape)[0])
-    return np.random.default_rng(seed).uniform(-limit, limit, size=shape).astype(dtype)
-""", set(), None),
-    "ok_keras_variance_scaling": ("""
-def glorot_normal(shape, dtype="float32", seed=None):
-    return keras.initializers.VarianceScaling(1.0, "fan_avg", "untruncated_normal", seed=seed)(shape, dtype=dtype)
-def glorot_uniform(shape, dtype="float32", seed=None):
-    return keras.initializers.GlorotUniform(seed=seed)(shape, dtype=dtype)
-def he_normal(shape, dtype="float32", seed=None):
-    return keras.initializers.VarianceScaling(2.0, "fan_in", "untruncated_normal", seed=seed)(shape, dtype=dtype)
-def he_uniform(shape, dtype="float32", seed=None):
-    return keras.initializers.HeUniform(seed=seed)(shape, dtype=dtype)
-""", set(), None),
-}
+#: the questions whose tests call a question's functions: the four initialisers call fans (q3)
+CALLERS = {"q1": {"q1"}, "q3": {"q3", "q4", "q5"}, "q4": {"q4"}, "q5": {"q5"}}
+ANSWERS = catalogue_answers(NAME)
 
 
-@pytest.mark.parametrize("variant", sorted(INIT_VARIANTS))
-def test_initializer_variants_fail_the_right_tests(master, variant):
-    source, tests = master
-    replacement, must_fail, fragment = INIT_VARIANTS[variant]
-    ns = _with(source, replacement)
-    names = INIT_TESTS | (CIRCLES if CIRCLES & must_fail else set())
-    changed = set(re.findall(r"^def (\w+)\(", replacement, re.M))
-    if "fans" not in changed:  # tests that call none of the changed functions pass as on the solution
-        names = {n for n in names if changed & set(inspect.signature(tests[n][3]).parameters)}
-    failed = assert_fails_exactly(tests, sorted(names), ns, must_fail, variant)
-    if fragment:
-        assert any(fragment in m for m in failed.values()), f"{variant}: no message says {fragment!r}: {failed}"
+def _questions(entry: str) -> list[str]:
+    """The questions whose test cases an answer can change: those it edits and their callers (every
+    autograded question for an answer that edits none)."""
+    from gradkit_tools.answers import entries
+    from gradkit_tools.course import assignment
+
+    edited = set(entries(assignment(NAME))[entry].get("answers") or {})
+    return sorted(set().union(*(CALLERS[q] for q in edited)) if edited else set(CALLERS))
 
 
-def test_public_tests_catch_the_blank_and_the_ignored_seed(master):
-    source, tests = master
-    blank = _with(source, INIT_VARIANTS["blank_stubs"][0] + "\ndef activation_std(model, x):\n    ...\n")
-    for name in ("test_fans_public", "test_glorot_public", "test_he_public", "test_activation_std_public"):
-        assert "returned None" in run_test(tests[name][3], blank), name
-    ignored = _with(source, INIT_VARIANTS["seed_ignored"][0])
-    assert "pass seed=seed" in run_test(tests["test_he_public"][3], ignored)
-    swapped = _with(source, INIT_VARIANTS["fans_swapped"][0])
-    assert "swapped" in run_test(tests["test_fans_public"][3], swapped)
+@pytest.mark.parametrize("entry", ANSWERS)
+def test_catalogue_answer_fails_exactly_its_cases(master, entry):
+    """Every test case (public, hidden, each circles band) of the questions the answer touches runs on
+    its namespace: exactly the cases of its ``fails:`` fail (for a right answer only public cases, which
+    carry no points: test_catalogue_expect_follows_fails), with its ``hints:`` in their messages. The
+    catalogue replaces the tables of variants this file had (he_fan_out ... blank_stub, ok_*) and the
+    public-test messages of the blank stubs, the ignored seed and swapped fans."""
+    _, tests = master
+    assert_catalogue_answer(NAME, entry, tests, _questions(entry))
 
 
-# --------------------------------------------------------------------------- wrong answers, q1
-
-STD_TESTS = ["test_activation_std_matches_reference_mlp", "test_activation_std_counts_every_layer"]
-
-STD_VARIANTS = {
-    "reversed": ("""
-def activation_std(model, x):
-    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
-    outs = keras.Model(model.inputs[0], [l.output for l in layers])(x)
-    return [float(np.std(ops.convert_to_numpy(o))) for o in outs][::-1]
-""", set(STD_TESTS)),
-    "mean_of_per_unit_stds": ("""
-def activation_std(model, x):
-    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
-    outs = keras.Model(model.inputs[0], [l.output for l in layers])(x)
-    return [float(np.std(ops.convert_to_numpy(o), axis=0).mean()) for o in outs]
-""", set(STD_TESTS)),
-    "input_prepended": ("""
-def activation_std(model, x):
-    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
-    outs = keras.Model(model.inputs[0], [l.output for l in layers])(x)
-    return [float(np.std(x))] + [float(np.std(ops.convert_to_numpy(o))) for o in outs]
-""", set(STD_TESTS)),
-    "hidden_layers_only": ("""
-def activation_std(model, x):
-    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)][:-1]
-    outs = keras.Model(model.inputs[0], [l.output for l in layers])(x)
-    return [float(np.std(ops.convert_to_numpy(o))) for o in outs]
-""", set(STD_TESTS)),
-    "dense_layers_only": ("""
-def activation_std(model, x):
-    layers = [l for l in model.layers if isinstance(l, keras.layers.Dense)]
-    outs = keras.Model(model.inputs[0], [l.output for l in layers])(x)
-    return [float(np.std(ops.convert_to_numpy(o))) for o in outs]
-""", {"test_activation_std_counts_every_layer"}),
-    "kernel_std_instead": ("""
-def activation_std(model, x):
-    return [float(np.std(ops.convert_to_numpy(l.kernel))) for l in model.layers if hasattr(l, "kernel")]
-""", set(STD_TESTS)),
-    "blank_stub": ("def activation_std(model, x):\n    ...\n", set(STD_TESTS)),
-    "ok_layer_loop_ddof1": ("""
-def activation_std(model, x):
-    h, out = ops.convert_to_tensor(x), []
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        h = layer(h)
-        out.append(np.std(ops.convert_to_numpy(h), ddof=1))
-    return np.array(out)
-""", set()),
-}
-
-
-@pytest.mark.parametrize("variant", sorted(STD_VARIANTS))
-def test_activation_std_variants_fail_the_right_tests(master, variant):
-    source, tests = master
-    replacement, must_fail = STD_VARIANTS[variant]
-    ns = _with(source, replacement)
-    assert_fails_exactly(tests, STD_TESTS, ns, must_fail, variant)
+@pytest.mark.parametrize("entry", ANSWERS)
+def test_catalogue_expect_follows_fails(master, entry):
+    configs, _, _ = master_parts(MASTER, markdown_answers=True)
+    assert_expect_follows_fails(NAME, entry, configs, master[1])
 
 
 # --------------------------------------------------------------------------- otter end to end

@@ -1,11 +1,13 @@
 """Assignment a4_resnet (residual blocks): the master notebook's tests, and the real otter pipeline.
 
 * Fast part: the test cells of ``course/a4_resnet/a4_resnet.ipynb`` are extracted and run,
-  outside otter, against the solution, against correct alternative implementations and against
-  typical wrong answers. Each wrong answer must fail exactly the hidden tests written for it
-  (missing skip -> skip structure and identity behaviour, skip added after the activation ->
-  identity behaviour, wrong output width -> shapes, a plain net -> structure and gradient, ...),
-  with an AssertionError; the four cases of a banded test count as that test.
+  outside otter, against the solution and against every right and wrong answer of the catalogue
+  ``course/a4_resnet/answers.yml`` (correct alternative implementations, typical mistakes). Each wrong
+  answer must fail exactly the test cases its ``fails:`` names (missing skip -> skip structure and
+  identity behaviour, skip added after the activation -> identity behaviour, wrong output width ->
+  shapes, a plain net -> structure, gradient and training, ...), with an AssertionError whose message
+  says what its ``hints:`` say; a wrong block is run through q2's tests too, which call it through
+  ``build_resnet``. Its ``expect:`` must be what those failures cost.
 * Statistics: the q2 banded tests compute their value with ``gradkit_grader.course.a4_resnet.statistics``; the
   solution earns full credit on them, and (slow) under 20 other base seeds on every hidden test.
 * End-to-end part: the real ``otter assign`` on the master, then the real ``otter run`` with the
@@ -23,11 +25,12 @@ import pytest
 
 from _masters import (
     assert_band_cases,
-    assert_fails_exactly,
+    assert_catalogue_answer,
+    assert_expect_follows_fails,
     assert_hidden_tests_self_contained,
     assert_question_cases,
+    catalogue_answers,
     compiled_tests,
-    failed_by_test,
     failures,
     grade,
     master_parts,
@@ -73,15 +76,6 @@ def _fresh_memo():
 
 def _hidden(tests, question=None):
     return [n for n, (q, hidden, _, _) in tests.items() if hidden and question in (None, q)]
-
-
-
-
-def _with(ns: dict, code: str) -> dict:
-    """The solution's namespace with ``code`` (a student's variant) run on top of it."""
-    ns = dict(ns)
-    exec(compile(code, "<variant>", "exec"), ns)
-    return ns
 
 
 # --------------------------------------------------------------------------- layout and config
@@ -137,182 +131,13 @@ def test_checks_module():
 
 # --------------------------------------------------------------------------- q1: blocks
 
-def _block_variants():
-    """name -> code of a wrong residual_block (run on top of the solution's namespace)."""
-    branch = '''
-def _branch(x, units, act, name):
-    h = layers.Dense(units, name=f"{name}_d1")(x)
-    h = layers.BatchNormalization(name=f"{name}_b1")(h)
-    h = layers.Activation(act, name=f"{name}_a1")(h)
-    h = layers.Dense(units, name=f"{name}_d2")(h)
-    return layers.BatchNormalization(name=f"{name}_b2")(h)
-
-def _skip(x, units, name):
-    return x if x.shape[-1] == units else layers.Dense(units, use_bias=False, name=f"{name}_p")(x)
-'''
-    sig = 'def residual_block(x, units, *, activation="relu", initializer="he_normal", seed=None, name="block"):\n'
-    return {
-        "no_skip": branch + sig + "    act = get_activation(activation)\n"
-                   "    return layers.Activation(act)(_branch(x, units, act, name))\n",
-        "skip_after_activation": branch + sig + "    act = get_activation(activation)\n"
-                   "    h = layers.Activation(act)(_branch(x, units, act, name))\n"
-                   "    return layers.Add()([h, _skip(x, units, name)])\n",
-        "wrong_width": branch + sig + "    act = get_activation(activation)   # keeps the input width\n"
-                   "    return layers.Activation(act)(layers.Add()([_branch(x, x.shape[-1], act, name), x]))\n",
-        "always_project": branch + sig + "    act = get_activation(activation)\n"
-                   "    p = layers.Dense(units, use_bias=False, name=f'{name}_p')(x)\n"
-                   "    return layers.Activation(act)(layers.Add()([_branch(x, units, act, name), p]))\n",
-        "projection_with_activation": branch + sig + "    act = get_activation(activation)\n"
-                   "    p = x if x.shape[-1] == units else layers.Dense(units, activation='relu', use_bias=False)(x)\n"
-                   "    return layers.Activation(act)(layers.Add()([_branch(x, units, act, name), p]))\n",
-        "blank": sig + "    ...\n",
-        "raises": sig + "    raise ValueError('student bug')\n",
-    }
-
-
-#: wrong block -> the q1 hidden tests it fails (exactly).
-BLOCK_MUST_FAIL = {
-    "no_skip": {"test_block_skip_structure", "test_block_identity_when_branch_is_off"},
-    "skip_after_activation": {"test_block_identity_when_branch_is_off"},
-    "wrong_width": {"test_block_output_shape", "test_block_skip_structure", "test_block_identity_when_branch_is_off"},
-    "always_project": {"test_block_skip_structure", "test_block_identity_when_branch_is_off"},
-    "projection_with_activation": {"test_block_skip_structure", "test_block_identity_when_branch_is_off"},
-    "blank": {"test_block_output_shape", "test_block_skip_structure", "test_block_identity_when_branch_is_off"},
-    "raises": {"test_block_output_shape", "test_block_skip_structure", "test_block_identity_when_branch_is_off"},
-}
-
-#: correct ways to write residual_block (the example submissions use the same ideas).
-BLOCK_CORRECT = {
-    "add_function_and_names": '''
-def residual_block(x, units, *, activation="relu", initializer="he_normal", seed=None, name="block"):
-    init = [get_initializer(initializer, None if seed is None else seed + i) for i in range(3)]
-    skip = x if x.shape[-1] == units else layers.Dense(units, use_bias=False, kernel_initializer=init[2])(x)
-    h = x
-    for i in range(2):
-        h = layers.Dense(units, kernel_initializer=init[i])(h)
-        h = layers.BatchNormalization()(h)
-        if i == 0:
-            h = layers.Activation(activation)(h)
-    return layers.Activation(activation)(keras.layers.add([h, skip]))
-''',
-    "sequential_branch": '''
-def residual_block(x, units, *, activation="relu", initializer="he_normal", seed=None, name="block"):
-    act = get_activation(activation)
-    s = (lambda i: None) if seed is None else (lambda i: seed + i)
-    branch = keras.Sequential([
-        layers.Dense(units, kernel_initializer=get_initializer(initializer, s(0))),
-        layers.BatchNormalization(),
-        layers.Activation(act),
-        layers.Dense(units, kernel_initializer=get_initializer(initializer, s(1))),
-        layers.BatchNormalization(),
-    ], name=f"{name}_branch")
-    if x.shape[-1] != units:
-        x_skip = layers.Dense(units, use_bias=False, kernel_initializer=get_initializer(initializer, s(2)),
-                              name=f"{name}_proj")(x)
-    else:
-        x_skip = x
-    return layers.Activation(act, name=f"{name}_out")(layers.Add(name=f"{name}_add")([branch(x), x_skip]))
-''',
-}
-
-
 def test_q1_tests_pass_on_solution(master):
     ns, tests = master
     names = [n for n, (q, *_) in tests.items() if q == "q1"]
     assert failures(tests, names, ns) == {}
 
 
-@pytest.mark.parametrize("variant", sorted(BLOCK_CORRECT))
-def test_q1_correct_alternatives_pass(master, variant):
-    ns, tests = master
-    names = [n for n, (q, *_) in tests.items() if q == "q1"]
-    assert failures(tests, names, _with(ns, BLOCK_CORRECT[variant])) == {}
-
-
-@pytest.mark.parametrize("variant", sorted(BLOCK_MUST_FAIL))
-def test_q1_tests_catch_wrong_blocks(master, variant):
-    ns, tests = master
-    wrong = _with(ns, _block_variants()[variant])
-    assert_fails_exactly(tests, _hidden(tests, "q1"), wrong, BLOCK_MUST_FAIL[variant], variant)
-    # the public tests also fail on the mistakes a student can see quickly
-    if variant in ("no_skip", "always_project", "blank", "raises"):
-        assert "test_block_has_skip_public" in failures(tests, ["test_block_has_skip_public"], wrong)
-
-
-def test_skip_after_activation_passes_structure_but_gets_a_hint(master):
-    """The skip-after-activation block is caught by the behaviour test, whose message says why."""
-    ns, tests = master
-    wrong = _with(ns, _block_variants()["skip_after_activation"])
-    failed = failures(tests, ["test_block_skip_structure", "test_block_identity_when_branch_is_off"], wrong)
-    assert list(failed) == ["test_block_identity_when_branch_is_off"]
-    msg = failed["test_block_identity_when_branch_is_off"]
-    assert "AFTER the Add" in msg and "hidden-test seed" in msg
-
-
 # --------------------------------------------------------------------------- q2: the network
-
-_BUILD_SIG = ('def build_resnet(depth, width, input_dim, output_dim, *, activation="relu", initializer="he_normal",\n'
-              '                 output_activation="sigmoid", seed=0, name="resnet"):\n')
-
-#: wrong build_resnet -> the q2 hidden tests it fails (exactly; bands merged).
-RESNET_MUST_FAIL = {
-    # a plain stack of 2 * depth Dense layers: no Add, no better gradient than the plain net, and it
-    # trains worse than a ResNet (tolerances.yml: train_loss_zero is this control's level)
-    "plain_stack": (_BUILD_SIG + '''    inp = keras.Input((input_dim,))
-    x = inp
-    for i in range(2 * depth):
-        x = layers.Dense(width, activation=get_activation(activation),
-                         kernel_initializer=get_initializer(initializer, seed + i))(x)
-    out = layers.Dense(output_dim, activation=output_activation,
-                       kernel_initializer=get_initializer(initializer, seed + 2 * depth))(x)
-    return keras.Model(inp, out, name=name)
-''', {"test_resnet_structure", "test_resnet_gradient", "test_resnet_trains"}),
-    # one block too few: the structure test counts the Adds
-    "one_block_short": (_BUILD_SIG + '''    inp = keras.Input((input_dim,))
-    x = inp
-    for b in range(depth - 1):
-        x = residual_block(x, width, activation=activation, initializer=initializer, seed=seed + 3 * b,
-                           name=f"obs{b}")
-    return keras.Model(inp, layers.Dense(output_dim, activation=output_activation)(x), name=name)
-''', {"test_resnet_structure"}),
-    "softmax_ignored": (_BUILD_SIG + '''    inp = keras.Input((input_dim,))
-    x = inp
-    for b in range(depth):
-        x = residual_block(x, width, activation=activation, initializer=initializer, seed=seed + 3 * b,
-                           name=f"block_{b + 1}")
-    return keras.Model(inp, layers.Dense(output_dim, activation="sigmoid")(x), name=name)
-''', {"test_resnet_structure"}),
-    "returns_none": (_BUILD_SIG + "    pass\n",
-                     {"test_resnet_structure", "test_resnet_gradient", "test_resnet_trains"}),
-}
-
-#: correct ways to write build_resnet.
-RESNET_CORRECT = {
-    "library_builder": _BUILD_SIG + '''    return models.build_resnet(depth, width, block=residual_block,
-                               activation=activation, initializer=initializer, input_dim=input_dim,
-                               output_dim=output_dim, output_activation=output_activation, stem_layers=0, head_layers=0,
-                               seed=seed, name=name)
-''',
-    "reduce_and_dense_activation": "import functools\n" + _BUILD_SIG + '''    inputs = keras.Input(shape=(input_dim,))
-    seeds = [None if seed is None else seed + 3 * b for b in range(depth + 1)]
-    x = functools.reduce(lambda h, b: residual_block(h, width, activation=activation, initializer=initializer,
-                                                      seed=seeds[b], name=f"res{b}"), range(depth), inputs)
-    outputs = layers.Dense(output_dim, activation=output_activation,
-                           kernel_initializer=get_initializer(initializer, seeds[depth]))(x)
-    return keras.Model(inputs=inputs, outputs=outputs, name=name)
-''',
-}
-
-
-def test_q2_structure_on_solution_and_wrong_models(master):
-    ns, tests = master
-    cheap = ["test_resnet_structure", "test_resnet_public"]
-    assert failures(tests, cheap, ns) == {}
-    for variant, (code, must_fail) in RESNET_MUST_FAIL.items():
-        failed = failures(tests, cheap, _with(ns, code))
-        assert ("test_resnet_structure" in failed) == ("test_resnet_structure" in must_fail), (variant, failed)
-        assert "test_resnet_public" in failed or variant == "softmax_ignored", (variant, failed)
-
 
 def test_q2_expensive_tests_fail_fast_on_blank(master):
     ns, tests = master
@@ -330,22 +155,37 @@ def test_solution_earns_full_credit(master):
     solution_passes(tests, _hidden(tests), ns)
 
 
-@pytest.mark.parametrize("variant", sorted(RESNET_CORRECT))
-def test_q2_correct_alternatives_pass(master, variant):
-    ns, tests = master
-    names = [n for n, (q, *_) in tests.items() if q == "q2"]
-    assert failures(tests, names, _with(ns, RESNET_CORRECT[variant])) == {}
+# --------------------------------------------------------------------------- the catalogue of answers
+
+#: every right and wrong answer of answers.yml that is answer code (q1, q2 or both).
+ANSWERS = catalogue_answers(NAME)
 
 
-@pytest.mark.parametrize("variant", sorted(RESNET_MUST_FAIL))
-def test_q2_tests_catch_wrong_networks(master, variant):
-    """Each wrong build_resnet fails exactly its tests; a failed banded test fails all its cases."""
-    ns, tests = master
-    code, must_fail = RESNET_MUST_FAIL[variant]
-    failed = failed_by_test(tests, _hidden(tests, "q2"), _with(ns, code))
-    assert set(failed) == must_fail, f"{variant}: failed {sorted(failed)}, expected {sorted(must_fail)}: {failed}"
-    for test in must_fail - {"test_resnet_structure"}:
-        assert len(failed[test]) == BAND_STEPS, f"{variant}: {test} must earn no credit: {failed[test]}"
+def test_catalogue_covers_every_check():
+    """Each banded test has wrong answers marked ``power: true`` in the catalogue (``gradkit calibrate`` measures
+    its power on them)."""
+    from gradkit_grader.course.a4_resnet.statistics import CHECKS
+    from gradkit_tools.answers import wrong_for
+    from gradkit_tools.course import assignment
+
+    for check in CHECKS:
+        assert wrong_for(assignment(NAME), check.test, power=True), f"no power: true answer fails {check.test}"
+
+
+@pytest.mark.parametrize("entry", ANSWERS)
+def test_catalogue_answer(master, entry):
+    """Every test case of q1 and q2 on the catalogue answer ``entry``: a right answer passes them all, a wrong
+    one fails exactly its ``fails:`` (a failed banded test: all its cases), with its ``hints:`` in the
+    messages. q2's tests call residual_block through build_resnet, so a block's answers run them too."""
+    _, tests = master
+    assert_catalogue_answer(NAME, entry, tests, tuple(POINTS))
+
+
+@pytest.mark.parametrize("entry", ANSWERS)
+def test_catalogue_expect_follows_fails(entry):
+    """A catalogue answer's ``expect:`` is the points of q1 and q2 less those of the cases in its ``fails:``."""
+    configs, _, tests = master_parts(MASTER)
+    assert_expect_follows_fails(NAME, entry, configs, tests)
 
 
 @pytest.mark.slow

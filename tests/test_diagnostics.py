@@ -318,8 +318,8 @@ def test_relu_second_moment_he_constant_glorot_halves(init, ratio):
     x = np.random.default_rng(2024).normal(size=(n, m)).astype("float32")
     model = keras.Sequential(
         [keras.Input((m,))]
-        + [Dense(m, activation="relu", kernel_initializer=get_initializer(init, seed=100 + l),
-                 bias_initializer="zeros", name=f"relu{l}") for l in range(depth)]
+        + [Dense(m, activation="relu", kernel_initializer=get_initializer(init, seed=100 + i),
+                 bias_initializer="zeros", name=f"relu{i}") for i in range(depth)]
     )
     q = [float(np.mean(x.astype(np.float64) ** 2))]
     q += [row["mean_square"] for row in activation_stats(model, x)]

@@ -8,7 +8,7 @@ from gradkit.initializers import reseeded
 
 
 def _dense(model):
-    return [l for l in model.layers if isinstance(l, keras.layers.Dense)]
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
 
 
 def test_registries_resolve_and_reject():
@@ -51,7 +51,7 @@ def test_plain_function_initializer_gets_the_seed_bound():
     no_seed = lambda shape, dtype=None: np.ones(shape)  # noqa: E731
     assert get_initializer(no_seed, seed=3) is no_seed
     m = build_mlp(3, 8, initializer=my_normal, input_dim=8, seed=0)
-    k = [keras.ops.convert_to_numpy(l.kernel) for l in _dense(m)[:2]]
+    k = [keras.ops.convert_to_numpy(layer.kernel) for layer in _dense(m)[:2]]
     assert not np.array_equal(k[0], k[1]), "each layer draws with its own seed"
 
 
@@ -79,7 +79,7 @@ def test_build_mlp_structure_and_components():
 
 def test_build_mlp_batch_norm_and_errors():
     m = build_mlp(3, 8, batch_norm=True, input_dim=4, output_dim=3, output_activation="softmax")
-    kinds = [type(l).__name__ for l in m.layers]
+    kinds = [type(layer).__name__ for layer in m.layers]
     assert kinds.count("BatchNormalization") == 3 and m.output_shape == (None, 3)
     with pytest.raises(ValueError):
         build_mlp(0, 5)
@@ -88,7 +88,7 @@ def test_build_mlp_batch_norm_and_errors():
 @pytest.mark.backends
 def test_seed000_resnet_has_identity_skips():
     r = build_resnet(25, 5)
-    adds = [l for l in r.layers if isinstance(l, keras.layers.Add)]
+    adds = [layer for layer in r.layers if isinstance(layer, keras.layers.Add)]
     assert len(adds) == 25
     assert len(_dense(r)) == 2 + 2 * 25 + 1 + 1  # stem, blocks, head, output (seed 000)
     # zero every block's second Dense: each Add then returns its skip input -> output unchanged
@@ -98,7 +98,7 @@ def test_seed000_resnet_has_identity_skips():
         if layer.name.endswith("_dense2"):
             layer.kernel.assign(np.zeros(layer.kernel.shape, "float32"))
             layer.bias.assign(np.zeros(layer.bias.shape, "float32"))
-    r0.set_weights([w for l in r.layers if not l.name.startswith("block") for w in l.get_weights()])
+    r0.set_weights([w for layer in r.layers if not layer.name.startswith("block") for w in layer.get_weights()])
     np.testing.assert_allclose(r.predict(x, verbose=0), r0.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
 
 

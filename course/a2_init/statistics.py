@@ -39,7 +39,7 @@ from gradkit_grader.statistic import Check
 
 __all__ = ["CHECKS", "distribution_findings", "distribution_pvalue", "distribution_failure", "relu_stds",
            "relu_theory", "relu_log_dev_short", "relu_log_dev_deep", "relu_ratio_dev", "circles_accuracy",
-           "reference", "uniform_0_1"]
+           "reference"]
 
 _NAMES = ("glorot_normal", "glorot_uniform", "he_normal", "he_uniform")
 
@@ -197,7 +197,7 @@ def _relu_stat(components: Mapping, tol: Mapping, seed: int, kind: str) -> float
         else:
             d = tol["relu_short_depth"] if kind == "short" else len(std)
             values.append(float(np.max(np.abs(np.log(std[:d] / theory[:d])))))
-    return float(max(values))
+    return float(np.max(values))  # NaN (a broken initialiser) propagates: it fails the bound
 
 
 def relu_log_dev_short(components: Mapping, tol: Mapping, seed: int) -> float:
@@ -252,11 +252,6 @@ def circles_accuracy(components: Mapping, tol: Mapping, seed: int) -> float:
         model.fit(xs, ys, batch_size=tol["circles_batch"], epochs=1, shuffle=False, verbose=0)
     p = model.predict(np.repeat(x_te[:, :, None], m, axis=2), batch_size=len(x_te), verbose=0)[:, 0, :]
     return float(np.mean((p > 0.5) == (y_te[:, None] > 0.5)))
-
-
-def uniform_0_1(shape, dtype="float32", seed=None):
-    """Seed 004's ``RandomUniform(0, 1)``: the wrong initialiser that sets the circles test's zero bound."""
-    return keras.random.uniform(tuple(shape), minval=0.0, maxval=1.0, dtype=dtype, seed=seed)
 
 
 def _keras_initializer(make):

@@ -35,7 +35,7 @@ from gradkit_grader.seeding import seed_in_failures
 from gradkit_grader.statistic import Check
 
 __all__ = ["residual_block", "build_resnet", "reference", "first_layer_gradient",
-           "gradient_statistic", "training_statistic", "plain_stack", "CHECKS"]
+           "gradient_statistic", "training_statistic", "CHECKS"]
 
 
 # --------------------------------------------------------------------------- reference components
@@ -77,15 +77,6 @@ def build_resnet(depth: int, width: int, input_dim: int, output_dim: int, *, act
 def reference(tol: Mapping[str, Any]) -> dict[str, Any]:  # noqa: ARG001 - same components for every section
     """gradkit's own correct components, keyed like the student's names."""
     return {"residual_block": residual_block, "build_resnet": build_resnet}
-
-
-def plain_stack(depth: int, width: int, input_dim: int, output_dim: int, *, activation: Any = "relu",
-                initializer: Any = "he_normal", output_activation: Any = "sigmoid", seed: int | None = 0,
-                name: str = "resnet") -> keras.Model:
-    """The wrong answer the q2 bands must reject (``wrong_resnet_plain_stack`` of answers.yml): ``2 x depth``
-    plain Dense layers where the blocks should be; the zero bounds sit at this control."""
-    return build_mlp(2 * depth, width, activation=activation, initializer=initializer, input_dim=input_dim,
-                     output_dim=output_dim, output_activation=output_activation, seed=seed, name=name)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -2,8 +2,9 @@
 
 A hidden test whose value depends on random draws or training (an accuracy after training, a
 collapse rate, a gradient ratio) computes its statistic with a function of its assignment's
-``course/<name>/statistics.py`` and compares it with bounds from its assignment's tolerances. The same function, given gradkit's reference
-components instead of the student's, is what the seed sweep (``gradkit sweep``) and the
+``course/<name>/statistics.py`` and compares it with bounds from its assignment's tolerances.
+The same function, given gradkit's reference components instead of the student's, is what the
+seed sweep (``gradkit sweep``) and the
 calibration of the bounds run many times; so the number a student is graded on and the
 number the bound was calibrated on come from one piece of code.
 

@@ -6,7 +6,8 @@ An entry of ``course/<name>/answers.yml`` says how a submission differs from the
 long studies) and then every question's answer code of the entry, as the notebook would, and
 returns the globals: the objects a hidden test receives by name. A question left as handed out
 gets the student release's stub. :func:`wrong_for` lists the wrong answers a hidden test must
-reject (``fails:``): ``gradkit calibrate`` measures its power against exactly these.
+reject (``fails:``); ``gradkit calibrate`` measures its power against those of them marked
+``power: true``.
 """
 from __future__ import annotations
 
@@ -72,8 +73,9 @@ def namespace(assignment: Assignment, name: str, *, assignments: str | Path = "a
     return ns
 
 
-def wrong_for(assignment: Assignment, test: str) -> list[str]:
+def wrong_for(assignment: Assignment, test: str, *, power: bool = False) -> list[str]:
     """Names of the wrong answers whose ``fails:`` lists hidden test ``test`` (its case prefix for a
-    banded test), sorted."""
+    banded test), sorted; with ``power``, only those marked ``power: true`` (the calibration's)."""
     return sorted(k for k, e in entries(assignment, "wrong").items()
-                  if any(f == test or f.startswith(f"{test}_band_") for f in e.get("fails") or []))
+                  if (e.get("power") or not power)
+                  and any(f == test or f.startswith(f"{test}_band_") for f in e.get("fails") or []))

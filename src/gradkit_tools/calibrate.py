@@ -121,8 +121,8 @@ def _test_params(assignment: Any) -> dict[str, tuple[str, ...]]:
 
 def wrong_answers(name: str, course: str | Path | None = None) -> list[tuple[Check, str, dict[str, Any]]]:
     """``[(check, entry, components)]``: every wrong answer of the assignment's catalogue
-    (``course/<name>/answers.yml``) whose ``fails:`` lists the check's hidden test, as the objects
-    that test receives (its parameter names looked up in the entry's namespace)."""
+    (``course/<name>/answers.yml``) marked ``power: true`` whose ``fails:`` lists the check's hidden
+    test, as the objects that test receives (its parameter names looked up in the entry's namespace)."""
     from gradkit_tools import answers
     from gradkit_tools.course import assignment, find_course
 
@@ -134,7 +134,7 @@ def wrong_answers(name: str, course: str | Path | None = None) -> list[tuple[Che
         cases = [p for case, p in params.items() if case == check.test or case.startswith(f"{check.test}_band_")]
         if not cases:
             raise ValueError(f"{a.master}: no hidden test {check.test} (named by a check of {a.statistics_file})")
-        for entry in answers.wrong_for(a, check.test):
+        for entry in answers.wrong_for(a, check.test, power=True):
             ns = answers.namespace(a, entry, assignments=released)
             out.append((check, entry, {n: ns[n] for n in cases[0] if n in ns}))
     return out
@@ -352,8 +352,8 @@ def calibration_problems(name: str, course: str | Path | None = None, path: str 
             problems.append(f"{key}: fitted P(fail) {rep['tail_prob']:.2g} exceeds the budget share {share:.2g}")
         labels = [label for c, label, _ in wrong if c is check]
         if not labels:
-            problems.append(f"{key}: no wrong answer of answers.yml lists {check.test} under fails:, "
-                            "so nothing measures its power")
+            problems.append(f"{key}: no wrong answer of answers.yml with power: true lists {check.test} "
+                            "under fails:, so nothing measures its power")
         for label in labels:
             power = rep.get("power", {}).get(label)
             if power is None or power["fail_prob"] < MIN_POWER:
