@@ -123,7 +123,7 @@ def test_spread_seeds_are_distinct_reproducible_and_not_consecutive():
 #: assignments whose power study has not yet been re-run against their catalogue's ``power: true``
 #: answers (``gradkit calibrate <name> --power-only``); their calibration.json still holds the power
 #: of the wrong answers the statistics modules used to list, under those labels.
-POWER_PENDING = {"a2_init", "a3_dying_relu", "a4_resnet"}
+POWER_PENDING = {"a2_init", "a3_dying_relu"}
 
 
 @pytest.mark.parametrize("name", CALIBRATED)
