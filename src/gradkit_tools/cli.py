@@ -165,6 +165,10 @@ def _cmd_notes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_course(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--course", default=None, help="course folder (default: the repository's course/)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gradkit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -184,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("release", help="generate student notebooks and autograders from the course's masters")
     p.add_argument("names", nargs="*", help="assignments to release (default: every one of the course)")
-    p.add_argument("--course", default=None, help="course folder (default: the repository's course/)")
+    _add_course(p)
     p.add_argument("--assignments", default="assignments", help="output folder of the student releases")
     p.add_argument("--autograder", default="autograder", help="output folder of the autograders")
     p.add_argument("--check", action="store_true",
@@ -202,12 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address-space limit in MB, 0 = none (default: course/grading.yml grade.memory_limit_mb)")
     p.add_argument("--force", action="store_true", help="regrade submissions already graded")
     p.add_argument("--shard", default=None, metavar="K/N", help="grade only the K-th of N slices (by file name)")
-    p.add_argument("--course", default=None, help="course folder (default: the repository's course/)")
+    _add_course(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_grade)
 
     p = sub.add_parser("main", help="release every assignment and grade the solution and the blank notebook")
-    p.add_argument("--course", default=None, help="course folder (default: the repository's course/)")
+    _add_course(p)
     p.add_argument("--assignments", default="assignments")
     p.add_argument("--autograder", default="autograder")
     p.add_argument("--examples", default="examples", help="extra submissions in <examples>/<name>/")
@@ -224,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("examples", help="build each assignment's example submissions from its answers.yml")
     p.add_argument("names", nargs="*", help="assignments (default: every one of the course)")
-    p.add_argument("--course", default=None, help="course folder (default: the repository's course/)")
+    _add_course(p)
     p.add_argument("--assignments", default="assignments", help="student releases (the notebooks filled in)")
     p.add_argument("--check", action="store_true",
                    help="compare with a fresh build instead of writing; exit 1 if stale")
@@ -232,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("grade-examples", help="grade the example submissions and compare with their expected scores")
     p.add_argument("names", nargs="*", help="assignments (default: every one of the course)")
-    p.add_argument("--course", default=None, help="course folder (default: the repository's course/)")
+    _add_course(p)
     p.add_argument("--autograder", default="autograder", help="folder of the released autograders")
     p.add_argument("--assignments", default="assignments", help="student releases the examples are built from")
     p.add_argument("--kinds", default=None,
@@ -272,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("notes", help="regenerate the calibration section of each NOTES.md from calibration.json")
     p.add_argument("names", nargs="*", help="assignments (default: every one of the course)")
-    p.add_argument("--course", default=None, help="course folder (default: the repository's course/)")
+    _add_course(p)
     p.set_defaults(func=_cmd_notes)
     return parser
 
