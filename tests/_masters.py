@@ -188,10 +188,13 @@ def catalogue_answers(name: str, questions=None) -> list[str]:
     return sorted(out)
 
 
-def expected_failures(tests: dict, entry: dict) -> set:
-    """The test cases an entry's ``fails:`` names: a case itself, or every case of a banded test."""
+def expected_failures(tests: dict, entry: dict, backend: str | None = None) -> set:
+    """The test cases an entry fails under Keras ``backend`` (default: the current one; see
+    :func:`gradkit_tools.answers.entry_fails`): a case itself, or every case of a banded test."""
+    from gradkit_tools.answers import entry_fails
+
     out = set()
-    for name in entry.get("fails") or []:
+    for name in entry_fails(entry, backend):
         cases = {c for c in tests if c == name or band_case_test(c) == name}
         assert cases, f"fails: {name!r} is no test case of the master"
         out |= cases
@@ -238,12 +241,13 @@ def assert_catalogue_answer(name: str, entry_name: str, tests: dict, questions) 
 
 def assert_expect_follows_fails(name: str, entry_name: str, configs: dict, tests: dict) -> None:
     """A right or wrong answer's ``expect:`` is what its ``fails:`` costs: per autograded question,
-    its points less the points of the cases it fails (otter scores the passed cases' points)."""
+    its points less the points of the cases it fails (otter scores the passed cases' points) on
+    TensorFlow, the backend the example submissions are graded on."""
     from gradkit_tools.answers import entries
     from gradkit_tools.course import assignment
 
     entry = entries(assignment(name))[entry_name]
-    points, failed = case_points(configs, tests), expected_failures(tests, entry)
+    points, failed = case_points(configs, tests), expected_failures(tests, entry, "tensorflow")
     graded = {q for q, cfg in configs.items() if not cfg.get("manual")}
     want = {q: float(configs[q].get("points") or 0) - sum(points[c] for c in failed if tests[c][0] == q)
             for q in graded}

@@ -21,7 +21,7 @@ import yaml
 from gradkit_tools.course import Assignment
 from gradkit_tools.examples import CatalogueError, answer_cells, answer_sources, load_catalogue, solution_answers
 
-__all__ = ["prelude", "entry_code", "namespace", "entries", "wrong_for"]
+__all__ = ["prelude", "entry_code", "namespace", "entries", "entry_fails", "wrong_for"]
 
 
 @lru_cache(maxsize=None)
@@ -73,9 +73,19 @@ def namespace(assignment: Assignment, name: str, *, assignments: str | Path = "a
     return ns
 
 
+def entry_fails(entry: dict, backend: str | None = None) -> list[str]:
+    """The hidden tests (or cases) an entry fails under Keras ``backend`` (default: the current one):
+    its ``fails:`` plus its ``fails_on:`` list for that backend."""
+    if backend is None:
+        import keras
+
+        backend = keras.backend.backend()
+    return list(entry.get("fails") or []) + list((entry.get("fails_on") or {}).get(backend) or [])
+
+
 def wrong_for(assignment: Assignment, test: str, *, power: bool = False) -> list[str]:
     """Names of the wrong answers whose ``fails:`` lists hidden test ``test`` (its case prefix for a
     banded test), sorted; with ``power``, only those marked ``power: true`` (the calibration's)."""
     return sorted(k for k, e in entries(assignment, "wrong").items()
                   if (e.get("power") or not power)
-                  and any(f == test or f.startswith(f"{test}_band_") for f in e.get("fails") or []))
+                  and any(f == test or f.startswith(f"{test}_band_") for f in entry_fails(e)))

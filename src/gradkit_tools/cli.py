@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from gradkit_tools.sandbox import MODES as SANDBOX_MODES
+
 __all__ = ["main", "build_parser"]
 
 
@@ -52,7 +54,7 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     try:
         rows = grade(args.autograder, args.submissions, args.out, jobs=args.jobs, timeout_s=args.timeout,
                      memory_mb=args.memory_mb, force=args.force, shard=args.shard, course=args.course,
-                     progress=not args.quiet)
+                     progress=not args.quiet, sandbox_mode=args.sandbox)
     except GradeError as exc:
         print(f"gradkit grade: {exc}", file=sys.stderr)
         return 1
@@ -79,7 +81,7 @@ def _cmd_main(args: argparse.Namespace) -> int:
 
     try:
         run_main(args.course, args.assignments, args.autograder, args.examples, args.out, jobs=args.jobs,
-                 release_first=not args.no_release, progress=not args.quiet)
+                 release_first=not args.no_release, progress=not args.quiet, sandbox_mode=args.sandbox)
     except (ReleaseError, GradeError) as exc:
         print(f"gradkit main: {exc}", file=sys.stderr)
         return 1
@@ -165,6 +167,12 @@ def _cmd_notes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_sandbox(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sandbox", choices=SANDBOX_MODES, default="bwrap",
+                   help="bwrap (default): each submission in its own bubblewrap sandbox, grading stops if it "
+                        "cannot start; none: no sandbox, every row flagged")
+
+
 def _add_course(p: argparse.ArgumentParser) -> None:
     p.add_argument("--course", default=None, help="course folder (default: the repository's course/)")
 
@@ -206,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address-space limit in MB, 0 = none (default: course/grading.yml grade.memory_limit_mb)")
     p.add_argument("--force", action="store_true", help="regrade submissions already graded")
     p.add_argument("--shard", default=None, metavar="K/N", help="grade only the K-th of N slices (by file name)")
+    _add_sandbox(p)
     _add_course(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_grade)
@@ -218,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", default="out", help="grades per assignment in <out>/<name>/")
     p.add_argument("--jobs", type=int, default=None, help="parallel submissions (default: usable cores)")
     p.add_argument("--no-release", action="store_true", help="grade the committed release as is")
+    _add_sandbox(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_main)
 

@@ -37,7 +37,8 @@ LIMITS_FILE = "grading.yml"
 #: ``"*"`` as a key admits any key whose value matches its schema.
 LIMITS_SCHEMA: dict[str, Any] = {
     "version": int,
-    "grade": {"submission_timeout_s": Number, "test_timeout_s": Number, "memory_limit_mb": int},
+    "grade": {"submission_timeout_s": Number, "test_timeout_s": Number, "memory_limit_mb": int,
+              "process_limit": int, "file_size_limit_mb": int},
 }
 #: Shape of ``course/<name>/tolerances.yml``: values, and per stochastic hidden test its
 #: false-fail budget per evaluation and how its bound meets it (``exact`` or ``empirical``).

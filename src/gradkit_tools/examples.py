@@ -25,7 +25,9 @@ An entry::
 submission is a ``.zip`` like ``grader.export()`` writes, holding the notebook as ``<name>.ipynb``
 plus these files), ``status``, ``reason``, ``flags``; for the unit tests, which run the hidden tests
 in process on the entry's answers (:mod:`gradkit_tools.answers`): ``fails`` (the hidden test cases a
-wrong answer fails, a banded test's name standing for all its cases) and ``hints`` (``{case:
+wrong answer fails, a banded test's name standing for all its cases), ``fails_on`` (``{backend:
+[cases]}``: cases that fail only under that Keras backend, where Keras itself behaves differently;
+``expect:`` counts those of ``tensorflow``, the grading backend) and ``hints`` (``{case:
 text}``: what the failure message of a case must say); for the calibration, ``power: true`` (a wrong
 answer whose distribution the stochastic tests it fails are calibrated against: the mistakes the
 bound is meant to reject, not answers that crash or return nothing).
@@ -50,7 +52,7 @@ __all__ = ["CatalogueError", "KINDS", "load_catalogue", "solution_answers", "ans
 
 KINDS = ("correct", "wrong", "blank", "malformed", "tamper")
 _ENTRY_KEYS = {"kind", "why", "answers", "blank", "extra_cells", "drop_checks", "raw", "zip", "expect",
-               "status", "reason", "flags", "fails", "hints", "power"}
+               "status", "reason", "flags", "fails", "fails_on", "hints", "power"}
 _ANSWER_KEYS = {"code", "replace", "append", "blank"}
 _CHECK = re.compile(r"""grader\.check\(\s*["']([^"']+)["']\s*\)""")
 

@@ -1,8 +1,9 @@
 """``gradkit grade`` and ``gradkit merge``: batch grading with the real ``otter run``.
 
 Every submission is graded in a child process (``otter run``, the same code
-Gradescope runs) with a wall-clock timeout and a memory limit, up to ``jobs``
-at a time. The batch always completes: a submission that hangs, exhausts
+Gradescope runs) in a sandbox of its own (:mod:`gradkit_tools.sandbox`) with a
+wall-clock timeout and limits on memory, processes, file size and CPU time, up
+to ``jobs`` at a time. The batch always completes: a submission that hangs, exhausts
 memory, kills its kernel, exits, or is not a notebook gets a row with zeros,
 ``grading_status`` ``ungradable`` and a ``reason``; a graded zero is
 ``graded``. Before grading, the autograder zip is checked against the
@@ -14,8 +15,10 @@ one column per question, ``total_points_earned``, ``percent_correct``,
 ``grading_status`` -- plus ``reason``, ``flags`` and ``device``, with otter's
 ``points-per-question`` row first), ``results/<stem>.json`` (otter's
 results.json plus a ``gradkit`` record), ``logs/<stem>.log`` and
-``summary.json``. Re-running skips submissions whose record matches the
-submission's and the autograder's sha256, unless ``force``.
+``summary.json``. Each results file is written as soon as its submission is
+graded, so re-running a batch that was stopped resumes it: submissions whose
+record matches the submission's and the autograder's sha256 are skipped, unless
+``force``.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from collections import deque
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from gradkit_tools import reproducible
+from gradkit_tools import reproducible, sandbox
 from gradkit_tools.course import ConfigError, find_course, load_limits
 from gradkit_tools.gradecsv import CSV_NAME, GradeError, merge, write_csv
 from gradkit_tools.gradejob import DeviceProbe, Job, Ungradable, classify, prepare, probe_device
@@ -149,7 +152,7 @@ def _record(path: Path, key: str, status: str, reason: str, flags: list[str], sc
 def grade(autograder: str | os.PathLike, submissions: Iterable[str | os.PathLike] | str | os.PathLike,
           out: str | os.PathLike, *, jobs: int | None = None, timeout_s: float | None = None,
           memory_mb: int | None = None, force: bool = False, shard: str | Sequence[int] | None = None,
-          course: str | os.PathLike | None = None, progress: bool = True) -> list[dict]:
+          course: str | os.PathLike | None = None, progress: bool = True, sandbox_mode: str = "bwrap") -> list[dict]:
     """Grade submissions with ``otter run`` and write ``out/final_grades.csv``.
 
     Parameters
@@ -174,6 +177,10 @@ def grade(autograder: str | os.PathLike, submissions: Iterable[str | os.PathLike
         Course folder with ``grading.yml`` (default :func:`gradkit_tools.course.find_course`).
     progress : bool
         Show a tqdm progress bar.
+    sandbox_mode : {"bwrap", "none"}
+        ``bwrap`` (default): every submission in its own bubblewrap sandbox; where it cannot start
+        (not installed, no user namespaces), grading stops with the reason before any submission
+        runs. ``none``: no sandbox, every row flagged.
 
     Returns
     -------
@@ -192,11 +199,17 @@ def grade(autograder: str | os.PathLike, submissions: Iterable[str | os.PathLike
     if k_n:
         k, n = k_n
         files = files[(k - 1) * len(files) // n: k * len(files) // n]
-    if timeout_s is None or memory_mb is None:
-        limits = load_limits(course).get("grade", {})
-        timeout_s = limits.get("submission_timeout_s") if timeout_s is None else timeout_s
-        memory_mb = limits.get("memory_limit_mb") if memory_mb is None else memory_mb
+    limits = load_limits(course).get("grade", {})
+    timeout_s = limits.get("submission_timeout_s") if timeout_s is None else timeout_s
+    memory_mb = limits.get("memory_limit_mb") if memory_mb is None else memory_mb
     jobs = max(1, jobs or _cores())
+    box = sandbox.Limits(memory_mb=memory_mb or None, processes=limits.get("process_limit"),
+                         file_size_mb=limits.get("file_size_limit_mb"),
+                         cpu_s=int(timeout_s * _cores()) + 1 if timeout_s else None)
+    try:
+        mode = sandbox.resolve_mode(sandbox_mode)
+    except sandbox.SandboxError as exc:
+        raise GradeError(str(exc)) from None
     out = Path(out)
     (out / "results").mkdir(parents=True, exist_ok=True)
 
@@ -208,39 +221,51 @@ def grade(autograder: str | os.PathLike, submissions: Iterable[str | os.PathLike
             records[f] = old
         else:
             todo.append(f)
+    if todo and mode == "bwrap":
+        with tempfile.TemporaryDirectory(prefix="gradkit-sandbox-check-") as tmp:
+            try:
+                sandbox.check(Path(tmp))
+            except sandbox.SandboxError as exc:
+                raise GradeError(str(exc)) from None
     device = DeviceProbe() if todo else None
     _run_all(todo, records, keys, zip_path, manifest, ag_sha, out, device, jobs=jobs, timeout_s=timeout_s,
-             memory_mb=memory_mb, progress=progress)
+             limits=box, sandboxed=mode == "bwrap", progress=progress)
     device = device.result() if device else ""
     rows = [records[f] for f in files]
     write_csv(out / CSV_NAME, rows, questions)
     (out / "summary.json").write_text(json.dumps({
         "assignment": manifest["assignment"], "autograder": str(zip_path), "autograder_sha256": ag_sha,
         "device": device or "not probed (nothing graded in this run)", "shard": f"{k_n[0]}/{k_n[1]}" if k_n else None,
-        "jobs": jobs, "timeout_s": timeout_s, "memory_mb": memory_mb, "submissions": len(rows),
+        "jobs": jobs, "timeout_s": timeout_s, "memory_mb": memory_mb, "sandbox": mode,
+        "limits": {"processes": box.processes, "file_size_mb": box.file_size_mb, "cpu_s": box.cpu_s},
+        "submissions": len(rows),
         "graded": sum(r["grading_status"] == "graded" for r in rows),
         "ungradable": sum(r["grading_status"] == "ungradable" for r in rows)}, indent=2) + "\n")
     return rows
 
 
 def _run_all(todo: deque, records: dict, keys: dict, zip_path: Path, manifest: dict, ag_sha: str, out: Path,
-             device: "DeviceProbe | None", *, jobs: int, timeout_s, memory_mb, progress: bool) -> None:
-    """Grade ``todo`` with at most ``jobs`` children at once; fill ``records`` and results/*.json."""
+             device: "DeviceProbe | None", *, jobs: int, timeout_s, limits: sandbox.Limits, sandboxed: bool,
+             progress: bool) -> None:
+    """Grade ``todo`` with at most ``jobs`` children at once; fill ``records`` and write each
+    results/*.json as its submission finishes."""
     from tqdm import tqdm
 
     # No tqdm monitor thread: children are started with a preexec_fn, which is
     # only safe to fork from a process without other threads.
     tqdm.monitor_interval = 0
     questions = manifest["questions"]
-    running: list[tuple[Path, Job, object]] = []
+    running: list[tuple[Path, Job, object, int]] = []
     bar = tqdm(total=len(todo), desc=f"grading {manifest['assignment']}", unit="nb", disable=not progress)
-    payloads: dict[Path, dict] = {}
     completed = False
+    extra = [] if sandboxed else [sandbox.UNSANDBOXED_FLAG]
 
     def finish(f: Path, status: str, reason: str, flags: list[str], scores: dict, results, seconds: float) -> None:
-        rec = _record(f, keys[f], status, reason, flags, scores or {q: 0.0 for q in questions}, manifest,
-                      ag_sha, "", seconds)
-        payloads[f] = dict(results or {"tests": [], "score": 0}, gradkit=rec)
+        # the device probe started with the batch; a record is written only with its device
+        rec = _record(f, keys[f], status, reason, flags + extra, scores or {q: 0.0 for q in questions}, manifest,
+                      ag_sha, device.result() if device else "", seconds)
+        payload = dict(results or {"tests": [], "score": 0}, gradkit=rec)
+        (out / "results" / f"{keys[f]}.json").write_text(json.dumps(payload, indent=2) + "\n")
         records[f] = rec
         bar.update(1)
 
@@ -248,25 +273,26 @@ def _run_all(todo: deque, records: dict, keys: dict, zip_path: Path, manifest: d
         while todo or running:
             while todo and len(running) < jobs:
                 f = todo.popleft()
+                slot = min(set(range(jobs)) - {r[3] for r in running})
                 workdir = Path(tempfile.mkdtemp(prefix="gradkit-grade-"))
                 t0 = time.monotonic()
                 try:
                     prepared = prepare(f, manifest["assignment"], workdir / "submission")
-                    job = Job(zip_path, prepared, workdir, out / "logs" / f"{keys[f]}.log", timeout_s, memory_mb,
-                              manifest=zip_path.parent / MANIFEST_FILE)
+                    job = Job(zip_path, prepared, workdir, out / "logs" / f"{keys[f]}.log", timeout_s, limits,
+                              manifest=zip_path.parent / MANIFEST_FILE, sandboxed=sandboxed, slot=slot)
                 except Exception as exc:  # noqa: BLE001 - one bad submission must not stop the batch
                     reason = (str(exc) if isinstance(exc, Ungradable)
                               else f"could not start grading: {type(exc).__name__}: {exc}")
                     finish(f, "ungradable", reason, [], {}, None, time.monotonic() - t0)
                     shutil.rmtree(workdir, ignore_errors=True)
                     continue
-                running.append((f, job, prepared))
+                running.append((f, job, prepared, slot))
             for item in list(running):
-                f, job, prepared = item
+                f, job, prepared, _ = item
                 if job.poll():
                     try:
                         status, reason, scores, results = classify(job, prepared, questions,
-                                                                   timeout_s=timeout_s, memory_mb=memory_mb)
+                                                                   timeout_s=timeout_s, memory_mb=limits.memory_mb)
                     except Exception as exc:  # noqa: BLE001 - e.g. a results.json otter half-wrote
                         status, reason, scores, results = "ungradable", f"could not read the results: {exc}", {}, None
                     finish(f, status, reason, prepared.flags, scores, results, job.seconds)
@@ -275,13 +301,9 @@ def _run_all(todo: deque, records: dict, keys: dict, zip_path: Path, manifest: d
             time.sleep(0.2)
         completed = True
     finally:
-        for _, job, _ in running:  # interrupted: leave no kernel behind
+        for _, job, _, _ in running:  # interrupted: leave no kernel behind
             job.kill()
             job.cleanup()
         bar.close()
         if device and not completed:
             device.cancel()
-        name = device.result() if device else ""
-        for f, payload in payloads.items():  # written last: a record exists only with its device
-            payload["gradkit"]["device"] = name
-            (out / "results" / f"{keys[f]}.json").write_text(json.dumps(payload, indent=2) + "\n")

@@ -9,10 +9,10 @@ notebook instead of at each check cell -- field guide section 8), kernelspec
 graded; other members (a planted ``gradkit/`` or ``tests/``) are flagged and
 ignored.
 
-:class:`Job` runs ``gradechild.py`` (the real ``otter run``) in a new session
-with an address-space limit (``RLIMIT_AS`` set in ``preexec_fn``; the kernel
-inherits it) and a wall-clock deadline; on timeout it kills the child and every
-descendant it has seen (the kernel runs in a session of its own).
+:class:`Job` runs ``gradechild.py`` (the real ``otter run``) in the submission's
+own sandbox (:mod:`gradkit_tools.sandbox`) with resource limits (set in
+``preexec_fn``; everything inside inherits them) and a wall-clock deadline; on
+timeout it kills the sandbox and every descendant it has seen.
 
 :class:`DeviceProbe` asks Keras, in a child with the same environment, which
 device the kernels train on.
@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import resource
 import shutil
 import signal
 import subprocess
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import psutil
 
+from gradkit_tools import sandbox
 from gradkit_tools.reproducible import PYTHON3_KERNELSPEC
 from gradkit_tools.tamper import scan_submission
 
@@ -150,10 +150,15 @@ def _kernel_startup(ipython_dir: Path) -> Path:
 
 
 class Job:
-    """``otter run`` of one prepared submission in a child process with limits."""
+    """``otter run`` of one prepared submission in a child process with limits.
+
+    With ``sandbox`` (:mod:`gradkit_tools.sandbox`) the child runs in its own bubblewrap sandbox whose
+    one writable folder is ``workdir``; without it, in a new session with the same resource limits.
+    """
 
     def __init__(self, autograder: Path, prepared: Prepared, workdir: Path, log: Path,
-                 timeout_s: float | None, memory_mb: int | None, manifest: Path | None = None):
+                 timeout_s: float | None, limits: sandbox.Limits, manifest: Path | None = None, *,
+                 sandboxed: bool = True, slot: int = 0):
         self.workdir, self.log_path = workdir, log
         self.report = workdir / "child.json"
         self.outdir = workdir / "out"
@@ -161,17 +166,22 @@ class Job:
         (workdir / "tmp").mkdir(exist_ok=True)
         env = dict(os.environ, TMPDIR=str(workdir / "tmp"),  # otter's temp tree dies with the workdir
                    IPYTHONDIR=str(_kernel_startup(workdir / "ipython")))
+        argv = child_command("run", str(Path(autograder).resolve()), str(prepared.notebook.resolve()),
+                             str(self.outdir.resolve()), str(self.report.resolve()),
+                             *([str(Path(manifest).resolve())] if manifest else []))
+        if sandboxed:
+            env.update(HOME=str(workdir / "home"), MPLCONFIGDIR=str(workdir / "home" / ".matplotlib"))
+            sandbox.prepare_workdir(workdir, slot)
+            argv = sandbox.command(argv, workdir, env=env, slot=slot,
+                                   read_only=[Path(autograder), *([Path(manifest)] if manifest else [])])
         log.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(log, "wb")
         self.started = time.monotonic()
         self.deadline = self.started + timeout_s if timeout_s else None
         self.timed_out = False
-        self.proc = subprocess.Popen(
-            child_command("run", str(Path(autograder).resolve()), str(prepared.notebook.resolve()),
-                          str(self.outdir.resolve()), str(self.report.resolve()),
-                          *([str(Path(manifest).resolve())] if manifest else [])),
-            cwd=workdir, env=env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, preexec_fn=_limit_memory(memory_mb))
+        self.proc = subprocess.Popen(argv, cwd=workdir, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True,
+                                     preexec_fn=sandbox.preexec(limits))
         self._seen: dict[int, psutil.Process] = {}
 
     def poll(self) -> bool:
@@ -253,14 +263,6 @@ def probe_device(timeout_s: float = 300) -> str:
     return DeviceProbe(timeout_s).result()
 
 
-def _limit_memory(memory_mb: int | None):
-    def preexec() -> None:  # runs in the child between fork and exec
-        if memory_mb:
-            limit = int(memory_mb) * 1024 * 1024
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    return preexec
-
-
 def classify(job: Job, prepared: Prepared, questions: dict[str, float], *,
              timeout_s: float | None, memory_mb: int | None) -> tuple[str, str, dict[str, float], dict | None]:
     """(status, reason, scores per question, otter's results.json or None) of a finished job."""
@@ -272,10 +274,17 @@ def classify(job: Job, prepared: Prepared, questions: dict[str, float], *,
     limit = f" under the {memory_mb} MB limit" if memory_mb else ""
     if not job.report.exists():
         rc = job.proc.returncode
+        if rc is not None and rc > 128 and rc - 128 in signal.valid_signals():
+            rc = 128 - rc  # bubblewrap exits 128 + N when the command died of signal N
         if rc is not None and rc < 0:
             sig = signal.Signals(-rc).name
-            why = "out of memory" if oom_in_log or sig == "SIGKILL" else "grading process killed"
-            return "ungradable", f"{why} (grading process killed by {sig})", zero, None
+            if sig == "SIGXCPU":
+                return "ungradable", "CPU time limit exceeded (grading process killed by SIGXCPU)", zero, None
+            if sig == "SIGXFSZ":
+                return "ungradable", "file size limit exceeded (grading process killed by SIGXFSZ)", zero, None
+            why = ("out of memory" + limit if oom_in_log
+                   else "grading process killed by the submission's code or the system")
+            return "ungradable", f"{why} ({sig})", zero, None
         last = (log.strip().splitlines() or ["no output"])[-1][:200]
         return "ungradable", ("out of memory" + limit if oom_in_log
                               else f"grading process failed (exit {rc}): {last}"), zero, None

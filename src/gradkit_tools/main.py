@@ -55,8 +55,9 @@ def format_table(name: str, rows: list[dict]) -> str:
 def run_main(course: str | Path | None = None, assignments: str | Path = "assignments",
              autograder: str | Path = "autograder", examples: str | Path = "examples",
              out: str | Path = "out", *, jobs: int | None = None, release_first: bool = True,
-             progress: bool = True) -> dict[str, list[dict]]:
-    """Release (unless ``release_first`` is false), then grade each assignment's examples.
+             progress: bool = True, sandbox_mode: str = "bwrap") -> dict[str, list[dict]]:
+    """Release (unless ``release_first`` is false), then grade each assignment's examples
+    (in sandboxes unless ``sandbox_mode`` is ``"none"``).
 
     Grades land in ``out/<name>/final_grades.csv`` (see :func:`gradkit_tools.grade.grade`);
     the tables are printed and the rows returned by assignment name.
@@ -70,7 +71,7 @@ def run_main(course: str | Path | None = None, assignments: str | Path = "assign
     for name in (a.name for a in course_assignments(course)):
         subs = collect_examples(name, assignments, autograder, Path(examples), out / "submissions")
         rows = grade(autograder / name / "autograder.zip", subs, out / name, jobs=jobs, force=True,
-                     course=course, progress=progress)
+                     course=course, progress=progress, sandbox_mode=sandbox_mode)
         tables[name] = rows
         print(format_table(name, rows), flush=True)
     return tables

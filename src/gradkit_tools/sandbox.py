@@ -1,0 +1,229 @@
+"""One sandbox per submission: the grading child and the student's kernel in a bubblewrap jail.
+
+``gradkit grade`` runs each submission's grading child (``otter run`` and the kernel it starts)
+under `bubblewrap <https://github.com/containers/bubblewrap>`_ (Debian's ``bubblewrap``), the
+sandbox Flatpak uses: a few hundred lines of C that set up Linux namespaces and exit, with no
+daemon and nothing to configure. Inside, the submission sees
+
+* its own PID namespace: no process of the batch (the ``gradkit grade`` parent, other
+  submissions) is visible or signalable, and when the grading child ends the kernel tears the
+  namespace down, so no daemon it started survives into the next submission;
+* its own network namespace (loopback only, which otter and the kernel talk over), IPC and UTS
+  namespaces;
+* a file system built from read-only binds of the system folders and the Python installation
+  (``/usr``, ``/etc``, ..., ``sys.prefix``, every folder on ``sys.path``), a fresh ``/tmp`` and
+  ``/dev``, and one writable folder: the submission's own work folder. The course folder (the
+  masters), the batch's output folder and every other submission are not mounted at all;
+* as an unprivileged host uid of its own (:data:`SANDBOX_UID` + the parallel slot) when ``gradkit
+  grade`` runs as root (``setpriv`` drops every capability and sets no-new-privileges), so the
+  process limit counts only that sandbox's processes; as the calling user otherwise (bubblewrap
+  then makes a user namespace);
+* resource limits (:class:`Limits`): address space, processes, file size, CPU time.
+
+:func:`check` starts an empty sandbox once per batch. Where bubblewrap is missing or cannot
+create namespaces (e.g. inside an unprivileged container without user namespaces), ``gradkit
+grade`` stops with that reason; ``--sandbox none`` grades without it and flags every row.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["MODES", "SANDBOX_UID", "SYSTEM_DIRS", "Limits", "SandboxError", "resolve_mode", "check", "command",
+           "preexec", "prepare_workdir", "UNSANDBOXED_FLAG"]
+
+MODES = ("bwrap", "none")
+#: first uid (and gid) the sandboxes run as when ``gradkit grade`` runs as root: one per parallel slot, so
+#: that the process limit of one submission is not shared with the others; no account needs to exist
+SANDBOX_UID = 1_900_000_000
+#: system folders bound read-only when they exist
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+#: the flag every row graded with ``--sandbox none`` carries
+UNSANDBOXED_FLAG = "graded without a sandbox (--sandbox none)"
+_GPU_DEVICES = ("/dev/nvidia*", "/dev/dri")
+
+
+class SandboxError(RuntimeError):
+    """The sandbox cannot start here; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one submission's grading child and everything it starts.
+
+    Attributes
+    ----------
+    memory_mb : int or None
+        Address space per process (``RLIMIT_AS``); None or 0: none.
+    processes : int or None
+        Processes and threads of the sandbox's user (``RLIMIT_NPROC``): a fork storm stops there.
+    file_size_mb : int or None
+        Largest file a process may write (``RLIMIT_FSIZE``), the log on stdout included.
+    cpu_s : int or None
+        CPU seconds per process (``RLIMIT_CPU``), a backstop behind the wall-clock timeout.
+    """
+
+    memory_mb: int | None = None
+    processes: int | None = None
+    file_size_mb: int | None = None
+    cpu_s: int | None = None
+
+    def rlimits(self) -> list[tuple[int, int]]:
+        """``[(resource, value)]`` of the limits that are set."""
+        out = []
+        for res, value, scale in ((resource.RLIMIT_AS, self.memory_mb, 1 << 20),
+                                  (resource.RLIMIT_NPROC, self.processes, 1),
+                                  (resource.RLIMIT_FSIZE, self.file_size_mb, 1 << 20),
+                                  (resource.RLIMIT_CPU, self.cpu_s, 1)):
+            if value:
+                out.append((res, int(value) * scale))
+        return out
+
+
+def _as_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def resolve_mode(mode: str | None) -> str:
+    """The sandbox mode asked for (default ``bwrap``), checked."""
+    mode = mode or "bwrap"
+    if mode not in MODES:
+        raise SandboxError(f"sandbox must be one of {', '.join(MODES)}, got {mode!r}")
+    return mode
+
+
+_PATHS: dict[str, list[str]] = {}
+
+
+def _child_sys_path() -> list[str]:
+    """``sys.path`` of a fresh interpreter like the grading child's (not this process's, which a test
+    runner may have extended with the repository)."""
+    if "path" not in _PATHS:
+        r = subprocess.run([sys.executable, "-c", "import json, sys; print(json.dumps(sys.path))"],
+                           capture_output=True, text=True, cwd="/", timeout=60, check=True)
+        _PATHS["path"] = json.loads(r.stdout)
+    return _PATHS["path"]
+
+
+def _python_dirs() -> list[str]:
+    """Folders the grading child's interpreter reads: its prefixes and every folder on its sys.path."""
+    dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))}
+    dirs |= {p for p in _child_sys_path() if p and os.path.isabs(p)}
+    out = []
+    for d in sorted(dirs):
+        d = os.path.realpath(d)
+        if os.path.isdir(d) and d != "/" and not any(d.startswith(s + "/") or d == s for s in SYSTEM_DIRS):
+            out.append(d)
+    # a folder inside another one is bound with it
+    return [d for d in out if not any(d != o and d.startswith(o + "/") for o in out)]
+
+
+def _parents(path: str) -> list[str]:
+    parts = Path(path).parts[1:-1]
+    return ["/" + "/".join(parts[:i + 1]) for i in range(len(parts))]
+
+
+def command(argv: list[str], workdir: Path, *, read_only: list[Path] = (), env: dict[str, str] | None = None,
+            gpu: bool = True, slot: int = 0) -> list[str]:
+    """The bubblewrap command line that runs ``argv`` in a sandbox whose one writable folder is ``workdir``.
+
+    ``read_only`` files or folders (e.g. the autograder zip) are bound read-only at their own paths;
+    ``env`` is the whole environment inside (default: this process's, with ``HOME`` and ``TMPDIR``
+    in ``workdir``); ``slot`` picks the uid (as root).
+    """
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise SandboxError("bubblewrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)")
+    workdir = Path(workdir).resolve()
+    binds = [d for d in SYSTEM_DIRS if os.path.exists(d)] + _python_dirs()
+    args = [bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--die-with-parent", "--new-session", "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev"]
+    if not _as_root():
+        args.insert(1, "--unshare-user")
+    made: set[str] = set()
+    targets = [*binds, *(str(Path(p).resolve()) for p in read_only), str(workdir)]
+    for target in targets:
+        for parent in _parents(target):
+            if parent not in made and parent not in binds and parent != "/tmp":
+                made.add(parent)
+                args += ["--perms", "0755", "--dir", parent]
+    for d in binds:
+        if os.path.islink(d):  # e.g. /lib -> usr/lib on merged-/usr systems
+            args += ["--symlink", os.readlink(d), d]
+        else:
+            args += ["--ro-bind", d, d]
+    for p in read_only:
+        p = str(Path(p).resolve())
+        args += ["--ro-bind", p, p]
+    args += ["--bind", str(workdir), str(workdir)]
+    if gpu:
+        for pattern in _GPU_DEVICES:
+            for dev in sorted(glob.glob(pattern)):
+                args += ["--dev-bind", dev, dev]
+    env = dict(os.environ if env is None else env)
+    env.setdefault("HOME", str(workdir / "home"))
+    env.setdefault("TMPDIR", str(workdir / "tmp"))
+    args += ["--clearenv"]
+    for k, v in sorted(env.items()):
+        args += ["--setenv", k, v]
+    args += ["--chdir", str(workdir), "--"]
+    if _as_root():
+        uid = SANDBOX_UID + slot
+        args += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
+                 "--bounding-set=-all", "--no-new-privs", "--"]
+    return args + list(argv)
+
+
+def prepare_workdir(workdir: Path, slot: int = 0) -> None:
+    """Make ``workdir`` (and everything in it) the sandbox user's (as root: uid :data:`SANDBOX_UID` + ``slot``)."""
+    for sub in ("home", "tmp"):
+        (workdir / sub).mkdir(parents=True, exist_ok=True)
+    if _as_root():
+        for root, dirs, files in os.walk(workdir):
+            for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+                os.chown(name, SANDBOX_UID + slot, SANDBOX_UID + slot, follow_symlinks=False)
+
+
+def preexec(limits: Limits):
+    """A ``preexec_fn`` that sets ``limits`` (inherited by bubblewrap and everything inside)."""
+    pairs = limits.rlimits()
+
+    def apply() -> None:  # runs in the child between fork and exec
+        for res, value in pairs:
+            if res == resource.RLIMIT_NPROC and not _as_root():
+                value += _user_processes()  # counted per user: leave the caller's own processes room
+            resource.setrlimit(res, (value, value))
+    return apply
+
+
+def _user_processes() -> int:
+    uid, n = os.getuid(), 0
+    for pid in os.listdir("/proc"):
+        try:
+            if pid.isdigit() and os.stat(f"/proc/{pid}").st_uid == uid:
+                n += len(os.listdir(f"/proc/{pid}/task"))
+        except OSError:
+            pass
+    return n
+
+
+def check(workdir: Path) -> None:
+    """Start an empty sandbox in ``workdir`` (as :func:`command` would) or raise :class:`SandboxError`."""
+    prepare_workdir(workdir)
+    try:
+        r = subprocess.run(command([sys.executable, "-c", "import os; print(os.getpid())"], workdir),
+                           capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SandboxError(f"bubblewrap could not start: {exc}") from None
+    if r.returncode != 0 or r.stdout.strip() != "2":  # pid 1 is bubblewrap's init, 2 the command
+        why = (r.stderr.strip().splitlines() or [f"exit {r.returncode}, pid {r.stdout.strip()!r}"])[-1]
+        raise SandboxError(f"bubblewrap could not start a sandbox here: {why}. Install bubblewrap and allow "
+                           "user namespaces (sysctl kernel.unprivileged_userns_clone=1), or grade without a "
+                           "sandbox with --sandbox none")
