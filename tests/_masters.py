@@ -215,10 +215,11 @@ def case_points(configs: dict, tests: dict) -> dict:
     return out
 
 
-def assert_catalogue_answer(name: str, entry_name: str, tests: dict, questions) -> dict:
+def assert_catalogue_answer(name: str, entry_name: str, tests: dict, questions, *, subset: bool = False) -> dict:
     """Run every test case of ``questions`` on the namespace of catalogue entry ``entry_name``
     (:func:`gradkit_tools.answers.namespace`): exactly the cases its ``fails:`` names fail (none for
-    a right answer), and each ``hints:`` text is in its case's message. Returns the messages."""
+    a right answer), and each ``hints:`` text is in its case's message. Returns the messages.
+    With ``subset``, ``questions`` may be some of the entry's questions: its other failures are not run."""
     from gradkit_grader.bands import clear_memo
     from gradkit_tools.answers import entries, namespace
     from gradkit_tools.course import assignment
@@ -227,14 +228,18 @@ def assert_catalogue_answer(name: str, entry_name: str, tests: dict, questions) 
     entry = entries(a)[entry_name]
     names = [c for c, e in tests.items() if e[0] in questions]
     want = expected_failures(tests, entry)
+    if subset:
+        want &= set(names)
     assert want <= set(names), f"{entry_name}: fails: {sorted(want - set(names))} outside {sorted(questions)}"
-    if entry["kind"] == "wrong":
+    if entry["kind"] == "wrong" and not subset:
         assert want, f"{entry_name}: a wrong answer must name the cases it fails (fails:)"
     clear_memo()
     failed = failures(tests, names, namespace(a, entry_name))
     clear_memo()
     assert set(failed) == want, f"{entry_name}: failed {sorted(failed)}, catalogue says {sorted(want)}: {failed}"
     for case, text in (entry.get("hints") or {}).items():
+        if subset and case not in names:
+            continue
         assert text in failed.get(case, ""), f"{entry_name}: {case}'s message lacks {text!r}: {failed.get(case)}"
     return failed
 

@@ -225,6 +225,7 @@ def test_catalogue_expect_follows_fails(master, entry):
 
 # --------------------------------------------------------------------------- otter end to end
 
+@pytest.mark.slow  # CI: test_committed_release assigns every master, test_grade_examples runs the zips
 def test_otter_assign_and_run_end_to_end(tmp_path):
     from gradkit_tools.scan import scan_release
 

@@ -282,6 +282,7 @@ def test_seed_sweep(master, monkeypatch):
 
 # --------------------------------------------------------------------------- otter end to end
 
+@pytest.mark.slow  # CI: test_committed_release assigns every master, test_grade_examples runs the zips
 def test_otter_assign_and_run_end_to_end(tmp_path):
     """Solution: full marks (q1-q4, every case, q4 included: its hidden tests run the real study).
     Student notebook: zero on every question, every case failing."""

@@ -172,7 +172,21 @@ def test_catalogue_covers_every_check():
         assert wrong_for(assignment(NAME), check.test, power=True), f"no power: true answer fails {check.test}"
 
 
+#: answers whose q2 (trains ResNets, ~45 s each on 2 cores) also runs in the default suite: the calibration's
+#: power answer (the solution's runs in test_solution_earns_full_credit); every answer's q2 runs in the slow suite
+Q2_IN_DEFAULT = ("wrong_resnet_plain_stack",)
+
+
 @pytest.mark.parametrize("entry", ANSWERS)
+def test_catalogue_answer_q1(master, entry):
+    """Every q1 test case on the catalogue answer ``entry`` (structure, no training): a right answer passes
+    them all, a wrong one fails exactly its ``fails:`` among them, with its ``hints:`` in the messages."""
+    _, tests = master
+    assert_catalogue_answer(NAME, entry, tests, ("q1",), subset=True)
+
+
+@pytest.mark.parametrize("entry", [e if e in Q2_IN_DEFAULT else pytest.param(e, marks=pytest.mark.slow)
+                                   for e in ANSWERS])
 def test_catalogue_answer(master, entry):
     """Every test case of q1 and q2 on the catalogue answer ``entry``: a right answer passes them all, a wrong
     one fails exactly its ``fails:`` (a failed banded test: all its cases), with its ``hints:`` in the
@@ -198,6 +212,7 @@ def test_seed_sweep(master, monkeypatch):
 
 # --------------------------------------------------------------------------- end to end
 
+@pytest.mark.slow  # CI: test_committed_release assigns every master, test_grade_examples runs the zips
 def test_otter_assign_and_run_end_to_end(tmp_path):
     result = tmp_path / "dist"
     t0 = time.time()

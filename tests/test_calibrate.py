@@ -120,28 +120,11 @@ def test_spread_seeds_are_distinct_reproducible_and_not_consecutive():
     assert gaps.min() > 9000
 
 
-#: assignments whose power study has not yet been re-run against their catalogue's ``power: true``
-#: answers (``gradkit calibrate <name> --power-only``); their calibration.json still holds the power
-#: of the wrong answers the statistics modules used to list, under those labels.
-POWER_PENDING = {"a2_init", "a3_dying_relu"}
-
-
 @pytest.mark.parametrize("name", CALIBRATED)
 def test_committed_calibration_meets_every_budget(name):
     """course/<name>/calibration.json (written by `gradkit calibrate`): >= 300 runs per stochastic
-    check at the bounds tolerances.yml has now, no false fail, empirical tails within budget, power >= 0.99
-    (for a POWER_PENDING assignment: everything but the power not yet measured)."""
-    from gradkit_tools.calibrate import calibration_problems
-
-    problems = calibration_problems(name, COURSE)
-    if name in POWER_PENDING:
-        problems = [p for p in problems if "unmeasured" not in p]
-    assert problems == []
-
-
-@pytest.mark.xfail(strict=True, reason="power not yet measured against answers.yml: gradkit calibrate --power-only")
-@pytest.mark.parametrize("name", sorted(POWER_PENDING))
-def test_pending_power_study(name):
+    check at the bounds tolerances.yml has now, no false fail, empirical tails within budget, and power
+    >= 0.99 against every ``power: true`` answer of the catalogue that fails the check."""
     from gradkit_tools.calibrate import calibration_problems
 
     assert calibration_problems(name, COURSE) == []

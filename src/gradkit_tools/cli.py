@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from gradkit_tools.sandbox import MODES as SANDBOX_MODES
 
@@ -71,6 +72,22 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     except GradeError as exc:
         print(f"gradkit merge: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from gradkit_tools.classdata import ReportError
+    from gradkit_tools.report import build_report
+
+    out = Path(args.out or Path(args.folders[0]) / "report.html")
+    try:
+        s = build_report(args.folders, out, json_out=args.json, release=args.assignments,
+                         similarity=not args.no_similarity)
+    except ReportError as exc:
+        print(f"gradkit report: {exc}", file=sys.stderr)
+        return 1
+    print(f"{s['assignment']}: {s['submissions']} submissions, {len(s['review']['flagged_or_ungradable'])} to "
+          f"review, {len(s['similarity']['pairs'])} similar pairs -> {out}")
     return 0
 
 
@@ -218,6 +235,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_course(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_grade)
+
+    p = sub.add_parser("report", help="one HTML page (and --json) on a graded class: scores, failing cases, "
+                                      "bands, review queue, similarity, time")
+    p.add_argument("folders", nargs="+", help="`gradkit grade` output folders (shards of one batch are merged)")
+    p.add_argument("-o", "--out", default=None, help="HTML file (default: <first folder>/report.html)")
+    p.add_argument("--json", default=None, help="also write the numbers as JSON here")
+    p.add_argument("--assignments", default="assignments",
+                   help="folder of the student notebooks: their code is the template similarity ignores")
+    p.add_argument("--no-similarity", action="store_true", help="skip the code-similarity section")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("main", help="release every assignment and grade the solution and the blank notebook")
     _add_course(p)

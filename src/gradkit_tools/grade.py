@@ -138,7 +138,7 @@ def _stored_record(path: Path) -> dict | None:
 
 
 def _record(path: Path, key: str, status: str, reason: str, flags: list[str], scores: dict[str, float],
-            manifest: dict, ag_sha: str, device: str, seconds: float) -> dict:
+            manifest: dict, ag_sha: str, device: str, seconds: float, peak_rss_mb: float | None = None) -> dict:
     total = sum(scores.values())
     possible = float(manifest["points_possible"])
     return {"file": path.name, "key": key, "sha256": reproducible.sha256_file(path),
@@ -146,7 +146,8 @@ def _record(path: Path, key: str, status: str, reason: str, flags: list[str], sc
             "autograder_sha256": ag_sha, "grading_status": status, "reason": reason, "flags": flags,
             "scores": scores, "total_points_earned": total,
             "percent_correct": round(total / possible, 6) if possible else 0.0,
-            "device": device, "seconds": round(seconds, 2)}
+            "device": device, "seconds": round(seconds, 2), "peak_rss_mb": peak_rss_mb,
+            "source": str(path.resolve())}
 
 
 def grade(autograder: str | os.PathLike, submissions: Iterable[str | os.PathLike] | str | os.PathLike,
@@ -260,10 +261,11 @@ def _run_all(todo: deque, records: dict, keys: dict, zip_path: Path, manifest: d
     completed = False
     extra = [] if sandboxed else [sandbox.UNSANDBOXED_FLAG]
 
-    def finish(f: Path, status: str, reason: str, flags: list[str], scores: dict, results, seconds: float) -> None:
+    def finish(f: Path, status: str, reason: str, flags: list[str], scores: dict, results, seconds: float,
+               peak_rss_mb: float | None = None) -> None:
         # the device probe started with the batch; a record is written only with its device
         rec = _record(f, keys[f], status, reason, flags + extra, scores or {q: 0.0 for q in questions}, manifest,
-                      ag_sha, device.result() if device else "", seconds)
+                      ag_sha, device.result() if device else "", seconds, peak_rss_mb)
         payload = dict(results or {"tests": [], "score": 0}, gradkit=rec)
         (out / "results" / f"{keys[f]}.json").write_text(json.dumps(payload, indent=2) + "\n")
         records[f] = rec
@@ -295,7 +297,7 @@ def _run_all(todo: deque, records: dict, keys: dict, zip_path: Path, manifest: d
                                                                    timeout_s=timeout_s, memory_mb=limits.memory_mb)
                     except Exception as exc:  # noqa: BLE001 - e.g. a results.json otter half-wrote
                         status, reason, scores, results = "ungradable", f"could not read the results: {exc}", {}, None
-                    finish(f, status, reason, prepared.flags, scores, results, job.seconds)
+                    finish(f, status, reason, prepared.flags, scores, results, job.seconds, job.peak_rss_mb)
                     job.cleanup()
                     running.remove(item)
             time.sleep(0.2)

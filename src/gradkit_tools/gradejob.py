@@ -183,6 +183,7 @@ class Job:
                                      stdin=subprocess.DEVNULL, start_new_session=True,
                                      preexec_fn=sandbox.preexec(limits))
         self._seen: dict[int, psutil.Process] = {}
+        self.peak_rss_mb: float | None = None
 
     def poll(self) -> bool:
         """Track descendants, enforce the deadline; True once the child has exited."""
@@ -191,7 +192,7 @@ class Job:
                 self._seen.setdefault(p.pid, p)
         except psutil.Error:
             pass
-        if self.proc.poll() is not None:
+        if self._wait(os.WNOHANG):
             self._reap()
             return True
         if self.deadline is not None and time.monotonic() > self.deadline:
@@ -206,8 +207,23 @@ class Job:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        self.proc.wait()
+        self._wait(0)
         self._reap()
+
+    def _wait(self, options: int) -> bool:
+        """Reap the child with ``wait4`` (keeping its peak memory); True once it has exited."""
+        if self.proc.returncode is not None:
+            return True
+        try:
+            pid, status, usage = os.wait4(self.proc.pid, options)
+        except ChildProcessError:
+            return self.proc.poll() is not None
+        if pid == 0:
+            return False
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        # ru_maxrss (KiB on Linux) of the child or the largest of the descendants it reaped: the kernel
+        self.peak_rss_mb = round(usage.ru_maxrss / 1024, 1)
+        return True
 
     def _reap(self) -> None:
         for p in self._seen.values():

@@ -1,0 +1,88 @@
+"""Code similarity between submissions, with copydetect (winnowed k-gram fingerprints, as MOSS).
+
+Each submission's code is its notebook's code cells; the student release notebook's code is
+boilerplate, so the template, the imports and the checks every student shares do not count.
+copydetect tokenises the code (names and literals become placeholders), so renaming variables
+does not hide a copy. A pair is listed when the copied share of either side reaches the
+threshold, with the copied lines of both sides.
+"""
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+
+__all__ = ["Pair", "notebook_code", "similar_pairs", "K", "WINDOW", "THRESHOLD"]
+
+#: copydetect's defaults for short programs: 25-token k-grams, winnowing window 1 (every k-gram)
+K, WINDOW = 25, 1
+#: share of a submission's own (non-template) tokens found in the other one
+THRESHOLD = 0.8
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two submissions whose code overlaps: shares of each side's tokens and the copied lines."""
+
+    a: str
+    b: str
+    share_a: float
+    share_b: float
+    excerpt_a: str
+    excerpt_b: str
+
+
+def notebook_code(path: str | Path) -> str:
+    """The code cells of a notebook (``.ipynb``, or the notebook inside an exported ``.zip``), joined;
+    empty when the file is not a readable notebook."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".zip":
+            with zipfile.ZipFile(path) as zf:
+                names = [n for n in zf.namelist() if n.endswith(".ipynb") and not n.startswith("__MACOSX/")]
+                data = zf.read(names[0]) if names else b"{}"
+        else:
+            data = path.read_bytes()
+        nb = json.loads(data.decode("utf-8-sig"))
+        cells = nb.get("cells", []) if isinstance(nb, dict) else []
+        return "\n\n".join("".join(c.get("source") or "") if isinstance(c.get("source"), list)
+                           else str(c.get("source") or "") for c in cells
+                           if isinstance(c, dict) and c.get("cell_type") == "code")
+    except (OSError, ValueError, zipfile.BadZipFile, IndexError, AttributeError):
+        return ""
+
+
+def _excerpt(code: str, slices) -> str:
+    lines = []
+    for start, end in zip(*slices):
+        lines.append(code[int(start):int(end)].strip())
+    text = "\n...\n".join(s for s in lines if s)
+    return text[:1500]
+
+
+def similar_pairs(codes: dict[str, str], template: str = "", *, threshold: float = THRESHOLD) -> list[Pair]:
+    """Pairs of ``codes`` (name -> code) whose overlap beyond ``template`` reaches ``threshold`` on
+    either side, most similar first. Submissions without code of their own are skipped."""
+    from copydetect import CodeFingerprint, compare_files
+
+    def fingerprint(name: str, code: str, boilerplate=None):
+        return CodeFingerprint(f"{name}.py", K, WINDOW, boilerplate=boilerplate, language="python",
+                               fp=io.StringIO(code))
+
+    boiler = list(fingerprint("template", template).hashes) if template.strip() else []
+    prints = {}
+    for name, code in sorted(codes.items()):
+        if code.strip():
+            fp = fingerprint(name, code, boiler)
+            if fp.hashes:
+                prints[name] = fp
+    pairs = []
+    for a, b in combinations(sorted(prints), 2):
+        _, (sa, sb), (slices_a, slices_b) = compare_files(prints[a], prints[b])
+        if max(sa, sb) >= threshold:
+            pairs.append(Pair(a, b, round(float(sa), 3), round(float(sb), 3),
+                              _excerpt(prints[a].raw_code, slices_a), _excerpt(prints[b].raw_code, slices_b)))
+    return sorted(pairs, key=lambda p: (-max(p.share_a, p.share_b), p.a, p.b))
