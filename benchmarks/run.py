@@ -13,6 +13,7 @@ set in its environment, so TensorFlow and JAX never share a process):
   hidden     bench_hidden.py     hidden-test time per question / assignment; otter run per submission
   notebooks  bench_notebooks.py  student notebooks run top to bottom in a Jupyter kernel
   grade      bench_grade.py      `gradkit grade` throughput on N copies, --jobs 1 vs 2
+  report     bench_report.py     `gradkit report` for 300 submissions; similarity vs a per-pair script
 
 ``--backend both`` (the default of a full run) runs every part under TensorFlow, then, within the
 time budget, the collapse study and the in-process hidden tests under JAX (the JAX rows say so);
@@ -52,7 +53,7 @@ _reexec_in_venv()
 sys.path.insert(0, str(HERE))
 from _common import loadavg, machine  # noqa: E402
 
-PARTS = ["collapse", "hidden", "notebooks", "grade"]
+PARTS = ["collapse", "hidden", "notebooks", "grade", "report"]
 #: what runs under JAX when --backend both (the budget of a 15-minute run on 2 cores)
 JAX_EXTRA = {"collapse": [], "hidden": ["--no-otter"]}
 PART_TIMEOUT_S = 1500

@@ -36,7 +36,8 @@ def _grade_examples(name: str, kinds: tuple[str, ...], only_correct: str | None 
 
 @pytest.mark.parametrize("name", ASSIGNMENTS)
 def test_solution_blank_malformed_and_tamper_examples_score_as_recorded(name):
-    verdicts, table = _grade_examples(name, ("correct", "blank", "malformed", "tamper"), only_correct="correct_solution")
+    verdicts, table = _grade_examples(name, ("correct", "blank", "malformed", "tamper"),
+                                      only_correct="correct_solution")
     assert verdicts and all(v.ok for v in verdicts), table
     kinds = {v.kind for v in verdicts}
     assert {"correct", "blank", "malformed"} <= kinds, f"{name}: examples of every kind CI checks: {kinds}"

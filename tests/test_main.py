@@ -20,6 +20,8 @@ def test_main_job_grades_solution_blank_and_extra_examples(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "== toy" in printed and "solution.ipynb" in printed and "ungradable" in printed
     assert (root / "out" / "toy" / "final_grades.csv").is_file()
+    assert "<section id=\"review\">" in (root / "out" / "toy" / "report.html").read_text()
+    assert "class report:" in printed
     summary = json.loads((root / "out" / "toy" / "summary.json").read_text())
     assert summary["submissions"] == 3
 

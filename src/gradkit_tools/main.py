@@ -17,6 +17,7 @@ from pathlib import Path
 from gradkit_tools.course import assignments as course_assignments
 from gradkit_tools.grade import grade
 from gradkit_tools.release import SOLUTION_FILE, release
+from gradkit_tools.report import build_report
 
 __all__ = ["collect_examples", "format_table", "run_main"]
 
@@ -59,8 +60,9 @@ def run_main(course: str | Path | None = None, assignments: str | Path = "assign
     """Release (unless ``release_first`` is false), then grade each assignment's examples
     (in sandboxes unless ``sandbox_mode`` is ``"none"``).
 
-    Grades land in ``out/<name>/final_grades.csv`` (see :func:`gradkit_tools.grade.grade`);
-    the tables are printed and the rows returned by assignment name.
+    Grades land in ``out/<name>/final_grades.csv`` (see :func:`gradkit_tools.grade.grade`), the
+    class report in ``out/<name>/report.html`` (:mod:`gradkit_tools.report`); the tables are
+    printed and the rows returned by assignment name.
     """
     assignments, autograder = Path(assignments), Path(autograder)
     out = Path(out)
@@ -74,4 +76,7 @@ def run_main(course: str | Path | None = None, assignments: str | Path = "assign
                      course=course, progress=progress, sandbox_mode=sandbox_mode)
         tables[name] = rows
         print(format_table(name, rows), flush=True)
+        report = build_report([out / name], out / name / "report.html", release=assignments)
+        print(f"class report: {out / name / 'report.html'} ({len(report['review']['flagged_or_ungradable'])} to "
+              "review)", flush=True)
     return tables

@@ -84,8 +84,16 @@ def _yaml_body(src: str) -> dict:
     return body
 
 
-def walk(master: str | Path | Any) -> Iterator[MasterCell]:
-    """Every cell of ``master`` in order, with the question and block it lies in."""
+def _question_name(src: str, strict: bool) -> str:
+    if strict:
+        return str(_yaml_body(src).get("name"))
+    m = re.search(r"^\s*name\s*:\s*(\S+)", src, re.MULTILINE)  # a broken header still names its question
+    return m.group(1).strip("'\"") if m else "?"
+
+
+def walk(master: str | Path | Any, *, strict: bool = True) -> Iterator[MasterCell]:
+    """Every cell of ``master`` in order, with the question and block it lies in. With ``strict``
+    false (the leak scan), a question header that is not valid YAML is read for its name only."""
     question: str | None = None
     block: str | None = None
     for i, cell in enumerate(read(master).cells):
@@ -96,7 +104,7 @@ def walk(master: str | Path | Any) -> Iterator[MasterCell]:
             begin, what = m.group(1).lower() == "begin", m.group(2).lower()
             marker = f"{m.group(1).lower()} {what}"
             if what == "question":
-                question = str(_yaml_body(src).get("name")) if begin else None
+                question = _question_name(src, strict) if begin else None
             else:
                 block = what if begin else None
         elif kind == "raw" and _CONFIG.match(first):

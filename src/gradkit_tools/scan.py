@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-import nbformat
-
+from gradkit_tools.master import walk
 from gradkit_tools.reproducible import iter_strings
 
 __all__ = ["Leak", "MARKERS", "master_secrets", "scan_release"]
@@ -36,8 +35,6 @@ MARKERS = {
     "ASSIGNMENT CONFIG": re.compile(r"#\s*ASSIGNMENT\s+CONFIG\b"),
 }
 
-_BLOCK = re.compile(r"#\s+(begin|end)\s+(question|prompt|solution|tests)\b", re.IGNORECASE)
-_CONFIG = re.compile(r"#\s+assignment\s+config\b", re.IGNORECASE)
 _MIN_SECRET = 8     # normalised characters; shorter lines (``return x``) are not distinctive
 _MIN_SUBSTRING = 24  # a secret this long is also found inside a longer line
 
@@ -57,21 +54,6 @@ class Leak:
 def _norm(line: str) -> str:
     """Whitespace-free, single-quoted form, so otter's ``ast.unparse`` of a test still matches."""
     return re.sub(r"\s+", "", line).replace('"', "'")
-
-
-def _source(cell: Any) -> str:
-    src = cell.get("source", "")
-    return "".join(src) if isinstance(src, list) else str(src)
-
-
-def _unfence(cell: Any) -> tuple[str, str]:
-    """(type, source) with a markdown "```otter" block read as the raw cell it stands for."""
-    src = _source(cell)
-    lines = src.strip().splitlines()
-    if cell.get("cell_type") == "markdown" and len(lines) >= 2 and lines[0].strip() == "```otter" \
-            and lines[-1].strip() == "```":
-        return "raw", "\n".join(lines[1:-1])
-    return cell.get("cell_type", ""), src
 
 
 def _hidden_test_body(src: str) -> tuple[bool, list[str]]:
@@ -108,11 +90,8 @@ def master_secrets(master: str | Path | Any) -> tuple[dict[str, str], set[str]]:
     public : set of str
         Normalised lines of the visible part.
     """
-    nb = master if hasattr(master, "cells") else nbformat.read(str(master), as_version=4)
     secret: dict[str, str] = {}
     public: set[str] = set()
-    in_solution = in_tests = False
-    question = "?"
 
     def add(lines: Iterable[str], what: str) -> None:
         for ln in lines:
@@ -120,38 +99,26 @@ def master_secrets(master: str | Path | Any) -> tuple[dict[str, str], set[str]]:
             if len(n) >= _MIN_SECRET:
                 secret.setdefault(n, what)
 
-    for cell in nb.cells:
-        ctype, src = _unfence(cell)
-        first = src.strip().splitlines()[0] if src.strip() else ""
-        if ctype == "raw" and _CONFIG.match(first):
+    for c in walk(master, strict=False):
+        if c.marker:
             continue
-        block = _BLOCK.match(first) if ctype == "raw" else None
-        if block:
-            begin, kind = block.group(1).lower() == "begin", block.group(2).lower()
-            if kind == "solution":
-                in_solution = begin
-            elif kind == "tests":
-                in_tests = begin
-            elif kind == "question" and begin:
-                m = re.search(r"^\s*name\s*:\s*(\S+)", src, re.MULTILINE)
-                question = m.group(1).strip("'\"") if m else "?"
-            continue
-        if in_tests and ctype == "code":
-            hidden, body = _hidden_test_body(src)
+        question = c.question or "?"
+        if c.block == "tests" and c.kind == "code":
+            hidden, body = _hidden_test_body(c.source)
             if hidden:
                 add(_test_forms(body), f"hidden test of {question}")
             else:
-                public.update(_norm(ln) for ln in [*src.splitlines(), *_test_forms(body)])
+                public.update(_norm(ln) for ln in [*c.source.splitlines(), *_test_forms(body)])
             continue
-        if in_solution and ctype == "markdown":
-            add(src.splitlines(), f"written answer to {question}")
+        if c.block == "solution" and c.kind == "markdown":
+            add(c.source.splitlines(), f"written answer to {question}")
             continue
-        if ctype == "code":
-            sol, vis = _split_solution_code(src)
-            add(sol, f"solution code of {question}" if in_solution else "solution code")
+        if c.kind == "code":
+            sol, vis = _split_solution_code(c.source)
+            add(sol, f"solution code of {question}" if c.block == "solution" else "solution code")
             public.update(_norm(ln) for ln in vis)
             continue
-        public.update(_norm(ln) for ln in src.splitlines())
+        public.update(_norm(ln) for ln in c.source.splitlines())
     # Text that students see anyway (also inside a longer visible line) is no secret.
     visible = "\n".join(public)
     return {k: v for k, v in secret.items() if k not in public and k not in visible}, public

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from collections import Counter
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -63,6 +64,24 @@ def _excerpt(code: str, slices) -> str:
     return text[:1500]
 
 
+def _candidates(prints: dict, threshold: float) -> list[tuple[str, str]]:
+    """Pairs sharing enough fingerprints to possibly reach ``threshold``, found through an index of
+    fingerprint -> submissions (the class's pairs are never all compared token by token)."""
+    index: dict[int, list[str]] = {}
+    for name in sorted(prints):
+        for h in prints[name].hashes:
+            index.setdefault(h, []).append(name)
+    shared: Counter = Counter()
+    for names in index.values():
+        if len(names) > 1:
+            shared.update(combinations(names, 2))
+    # with window 1 every k-gram is a fingerprint, and a copied run of tokens is a run of shared
+    # k-grams: a side whose share reaches the threshold shares about that share of its fingerprints;
+    # half of it is a loose floor (runs shorter than k, repeated k-grams)
+    return sorted((a, b) for (a, b), n in shared.items()
+                  if n >= 0.5 * threshold * min(len(prints[a].hashes), len(prints[b].hashes)))
+
+
 def similar_pairs(codes: dict[str, str], template: str = "", *, threshold: float = THRESHOLD) -> list[Pair]:
     """Pairs of ``codes`` (name -> code) whose overlap beyond ``template`` reaches ``threshold`` on
     either side, most similar first. Submissions without code of their own are skipped."""
@@ -80,7 +99,7 @@ def similar_pairs(codes: dict[str, str], template: str = "", *, threshold: float
             if fp.hashes:
                 prints[name] = fp
     pairs = []
-    for a, b in combinations(sorted(prints), 2):
+    for a, b in _candidates(prints, threshold):
         _, (sa, sb), (slices_a, slices_b) = compare_files(prints[a], prints[b])
         if max(sa, sb) >= threshold:
             pairs.append(Pair(a, b, round(float(sa), 3), round(float(sb), 3),
