@@ -5,7 +5,7 @@
     python3 dev.py test    # the test suite (what CI runs)
 
 Each creates ``.venv/`` next to this file on first use and installs gradkit
-into it (``pip install -e .[test,jax]``); later calls reuse it and reinstall
+into it (``pip install -e .[test,jax,report]``); later calls reuse it and reinstall
 only when ``pyproject.toml`` changed. Grading runs every submission in a
 bubblewrap sandbox: where ``bwrap`` is missing and this runs as root with
 apt-get, it is installed (Debian's ``bubblewrap``); otherwise ``run`` grades
@@ -44,7 +44,7 @@ def ensure_env() -> None:
         venv.EnvBuilder(with_pip=True).create(VENV)
     steps = [
         [PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip"],
-        [PY, "-m", "pip", "install", "--quiet", "-e", ".[test,jax]"],
+        [PY, "-m", "pip", "install", "--quiet", "-e", ".[test,jax,report]"],
     ]
     for cmd in steps:
         if _run(cmd) != 0:

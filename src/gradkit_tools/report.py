@@ -17,7 +17,7 @@ from typing import Iterable
 
 import numpy as np
 
-from gradkit_tools.classdata import SEED_NOTE, ClassData, band_position, load_class
+from gradkit_tools.classdata import SEED_NOTE, ClassData, ReportError, band_position, load_class
 from gradkit_tools.similarity import THRESHOLD, notebook_code, similar_pairs
 
 __all__ = ["summarize", "render_html", "build_report", "NEAR_BAND"]
@@ -88,7 +88,10 @@ def summarize(data: ClassData, *, similarity: bool = True, template: str = "", t
     if similarity:
         codes = {r["file"]: notebook_code(r["source"]) for r in data.records
                  if r.get("source") and Path(r["source"]).is_file()}
-        pairs = [p.__dict__ for p in similar_pairs(codes, template, threshold=threshold)]
+        try:
+            pairs = [p.__dict__ for p in similar_pairs(codes, template, threshold=threshold)]
+        except ImportError as exc:
+            raise ReportError(str(exc)) from None
     time_mem = [{"file": r["file"], "seconds": r.get("seconds"), "peak_rss_mb": r.get("peak_rss_mb"),
                  "device": r.get("device", "")} for r in data.records]
     return {"assignment": data.assignment, "questions": data.questions, "possible": data.possible,

@@ -85,7 +85,11 @@ def _candidates(prints: dict, threshold: float) -> list[tuple[str, str]]:
 def similar_pairs(codes: dict[str, str], template: str = "", *, threshold: float = THRESHOLD) -> list[Pair]:
     """Pairs of ``codes`` (name -> code) whose overlap beyond ``template`` reaches ``threshold`` on
     either side, most similar first. Submissions without code of their own are skipped."""
-    from copydetect import CodeFingerprint, compare_files
+    try:
+        from copydetect import CodeFingerprint, compare_files
+    except ImportError:
+        raise ImportError("code similarity needs copydetect: pip install 'gradkit[report]' "
+                          "(or skip it: gradkit report --no-similarity)") from None
 
     def fingerprint(name: str, code: str, boilerplate=None):
         return CodeFingerprint(f"{name}.py", K, WINDOW, boilerplate=boilerplate, language="python",
