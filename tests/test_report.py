@@ -128,7 +128,8 @@ def test_time_and_memory_per_submission(graded_class):
     per = {t["file"]: t for t in graded_class["summary"]["time_memory"]["per_submission"]}
     assert len(per) == 40
     graded = [t for f, t in per.items() if f != "broken.ipynb"]
-    assert all(t["seconds"] > 0 and t["peak_rss_mb"] and t["peak_rss_mb"] > 10 for t in graded)
+    # a toy kernel (numpy, ipykernel) and otter's process hold 150-400 MB resident between them
+    assert all(t["seconds"] > 0 and t["peak_rss_mb"] and 100 < t["peak_rss_mb"] < 4096 for t in graded)
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed (CI installs Debian's)")

@@ -229,6 +229,8 @@ def grade(autograder: str | os.PathLike, submissions: Iterable[str | os.PathLike
             except sandbox.SandboxError as exc:
                 raise GradeError(str(exc)) from None
     device = DeviceProbe() if todo else None
+    if device:
+        device.result()  # known before the first child starts: polling the children never waits on it
     _run_all(todo, records, keys, zip_path, manifest, ag_sha, out, device, jobs=jobs, timeout_s=timeout_s,
              limits=box, sandboxed=mode == "bwrap", progress=progress)
     device = device.result() if device else ""
@@ -263,7 +265,7 @@ def _run_all(todo: deque, records: dict, keys: dict, zip_path: Path, manifest: d
 
     def finish(f: Path, status: str, reason: str, flags: list[str], scores: dict, results, seconds: float,
                peak_rss_mb: float | None = None) -> None:
-        # the device probe started with the batch; a record is written only with its device
+        # a record is written only with its device (probed before the batch started)
         rec = _record(f, keys[f], status, reason, flags + extra, scores or {q: 0.0 for q in questions}, manifest,
                       ag_sha, device.result() if device else "", seconds, peak_rss_mb)
         payload = dict(results or {"tests": [], "score": 0}, gradkit=rec)

@@ -187,12 +187,19 @@ class Job:
 
     def poll(self) -> bool:
         """Track descendants, enforce the deadline; True once the child has exited."""
+        rss = 0
         try:
             for p in psutil.Process(self.proc.pid).children(recursive=True):
                 self._seen.setdefault(p.pid, p)
+                try:
+                    rss += p.memory_info().rss
+                except psutil.Error:
+                    pass
         except psutil.Error:
             pass
-        if self._wait(os.WNOHANG):
+        # resident memory of the submission's whole process tree (kernel included), sampled at each poll
+        self.peak_rss_mb = max(self.peak_rss_mb or 0.0, round(rss / 2**20, 1)) or None
+        if self.proc.poll() is not None:
             self._reap()
             return True
         if self.deadline is not None and time.monotonic() > self.deadline:
@@ -207,23 +214,8 @@ class Job:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        self._wait(0)
+        self.proc.wait()
         self._reap()
-
-    def _wait(self, options: int) -> bool:
-        """Reap the child with ``wait4`` (keeping its peak memory); True once it has exited."""
-        if self.proc.returncode is not None:
-            return True
-        try:
-            pid, status, usage = os.wait4(self.proc.pid, options)
-        except ChildProcessError:
-            return self.proc.poll() is not None
-        if pid == 0:
-            return False
-        self.proc.returncode = os.waitstatus_to_exitcode(status)
-        # ru_maxrss (KiB on Linux) of the child or the largest of the descendants it reaped: the kernel
-        self.peak_rss_mb = round(usage.ru_maxrss / 1024, 1)
-        return True
 
     def _reap(self) -> None:
         for p in self._seen.values():

@@ -20,10 +20,12 @@ import numpy as np
 from gradkit_tools.classdata import SEED_NOTE, ClassData, ReportError, band_position, load_class
 from gradkit_tools.similarity import THRESHOLD, notebook_code, similar_pairs
 
-__all__ = ["summarize", "render_html", "build_report", "NEAR_BAND"]
+__all__ = ["summarize", "render_html", "build_report", "NEAR_BAND", "MAX_PAIRS_SHOWN"]
 
 #: a partial-credit value this close to a band boundary (in bands) goes to the TA review queue
 NEAR_BAND = 0.25
+#: similar pairs listed on the page, most similar first (the JSON has all)
+MAX_PAIRS_SHOWN = 50
 _BAND_CASE = re.compile(r"^(?P<test>.+)_band_(?P<k>\d+)$")
 
 
@@ -217,7 +219,9 @@ def render_html(data: ClassData, summary: dict) -> str:
                       "copied code of B"],
                      [[p["a"], p["b"], f"{100 * p['share_a']:.0f}%", f"{100 * p['share_b']:.0f}%",
                        _Raw(f"<pre>{_esc(p['excerpt_a'])}</pre>"), _Raw(f"<pre>{_esc(p['excerpt_b'])}</pre>")]
-                      for p in s["similarity"]["pairs"]]),
+                      for p in s["similarity"]["pairs"][:MAX_PAIRS_SHOWN]]),
+              (f"<p>... and {len(s['similarity']['pairs']) - MAX_PAIRS_SHOWN} more pairs (all of them in --json).</p>"
+               if len(s["similarity"]["pairs"]) > MAX_PAIRS_SHOWN else ""),
               "</section>", '<section id="time"><h2>Grading time and memory</h2>',
               _table(["", "mean", "median", "quartile 1", "quartile 3"],
                      [[k, fmt(v["mean"]), fmt(v["median"]), fmt(v["q1"]), fmt(v["q3"])]
