@@ -34,7 +34,7 @@ from typing import Iterable, Sequence
 from gradkit_tools import reproducible, sandbox
 from gradkit_tools.course import ConfigError, find_course, load_limits
 from gradkit_tools.gradecsv import CSV_NAME, GradeError, merge, write_csv
-from gradkit_tools.gradejob import DeviceProbe, Job, Ungradable, classify, prepare, probe_device
+from gradkit_tools.gradejob import Job, Ungradable, classify, prepare, probe_device
 from gradkit_tools.release import MANIFEST_FILE, ZIP_FILE
 
 __all__ = ["GradeError", "grade", "merge", "resolve_autograder", "load_manifest", "parse_shard",
@@ -228,12 +228,10 @@ def grade(autograder: str | os.PathLike, submissions: Iterable[str | os.PathLike
                 sandbox.check(Path(tmp))
             except sandbox.SandboxError as exc:
                 raise GradeError(str(exc)) from None
-    device = DeviceProbe() if todo else None
-    if device:
-        device.result()  # known before the first child starts: polling the children never waits on it
+    # probed before the first child starts: polling the children never waits on it
+    device = probe_device() if todo else ""
     _run_all(todo, records, keys, zip_path, manifest, ag_sha, out, device, jobs=jobs, timeout_s=timeout_s,
              limits=box, sandboxed=mode == "bwrap", progress=progress)
-    device = device.result() if device else ""
     rows = [records[f] for f in files]
     write_csv(out / CSV_NAME, rows, questions)
     (out / "summary.json").write_text(json.dumps({
@@ -248,7 +246,7 @@ def grade(autograder: str | os.PathLike, submissions: Iterable[str | os.PathLike
 
 
 def _run_all(todo: deque, records: dict, keys: dict, zip_path: Path, manifest: dict, ag_sha: str, out: Path,
-             device: "DeviceProbe | None", *, jobs: int, timeout_s, limits: sandbox.Limits, sandboxed: bool,
+             device: str, *, jobs: int, timeout_s, limits: sandbox.Limits, sandboxed: bool,
              progress: bool) -> None:
     """Grade ``todo`` with at most ``jobs`` children at once; fill ``records`` and write each
     results/*.json as its submission finishes."""
@@ -260,14 +258,12 @@ def _run_all(todo: deque, records: dict, keys: dict, zip_path: Path, manifest: d
     questions = manifest["questions"]
     running: list[tuple[Path, Job, object, int]] = []
     bar = tqdm(total=len(todo), desc=f"grading {manifest['assignment']}", unit="nb", disable=not progress)
-    completed = False
     extra = [] if sandboxed else [sandbox.UNSANDBOXED_FLAG]
 
     def finish(f: Path, status: str, reason: str, flags: list[str], scores: dict, results, seconds: float,
                peak_rss_mb: float | None = None) -> None:
-        # a record is written only with its device (probed before the batch started)
         rec = _record(f, keys[f], status, reason, flags + extra, scores or {q: 0.0 for q in questions}, manifest,
-                      ag_sha, device.result() if device else "", seconds, peak_rss_mb)
+                      ag_sha, device, seconds, peak_rss_mb)
         payload = dict(results or {"tests": [], "score": 0}, gradkit=rec)
         (out / "results" / f"{keys[f]}.json").write_text(json.dumps(payload, indent=2) + "\n")
         records[f] = rec
@@ -303,11 +299,8 @@ def _run_all(todo: deque, records: dict, keys: dict, zip_path: Path, manifest: d
                     job.cleanup()
                     running.remove(item)
             time.sleep(0.2)
-        completed = True
     finally:
         for _, job, _, _ in running:  # interrupted: leave no kernel behind
             job.kill()
             job.cleanup()
         bar.close()
-        if device and not completed:
-            device.cancel()
