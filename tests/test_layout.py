@@ -61,7 +61,11 @@ def test_imports_go_one_way(package, forbidden):
         files += [ROOT / "course" / n / "statistics.py" for n in COURSES
                   if (ROOT / "course" / n / "statistics.py").is_file()]
     assert files
-    bad = {str(f.relative_to(ROOT)): sorted((_imported_top_levels(f) | _importlib_targets(f)) & forbidden)
+    # the harness runs otter's test files with otter's own runner and writes otter's results format;
+    # nothing else of the runtime (what hidden tests import) needs otter
+    allowed = {SRC / "gradkit_grader" / "harness.py": {"otter"}}
+    bad = {str(f.relative_to(ROOT)): sorted((_imported_top_levels(f) | _importlib_targets(f))
+                                            & (forbidden - allowed.get(f, set())))
            for f in files}
     bad = {k: v for k, v in bad.items() if v}
     assert not bad, f"{package} must not import {sorted(forbidden)}: {bad}"

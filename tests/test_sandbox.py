@@ -1,4 +1,4 @@
-"""One sandbox per submission (gradkit_tools.sandbox): real bubblewrap, real otter runs of the toy course.
+"""One sandbox per submission (gradkit_tools.sandbox): real bubblewrap, real gradings of the toy course.
 
 Each attack is the toy solution (4 points) with one extra cell; the batch also holds the blank
 notebook (0 points), graded after the attacks. Every attack must leave its own score as without
@@ -141,8 +141,9 @@ def test_attacks_score_as_without_them(attacked):
     fill = rows["e_disk_fill.ipynb"]
     assert (fill["grading_status"], fill["total_points_earned"]) == ("graded", 4.0), fill
     assert "OSError: [Errno 27] File too large" in fill["reason"]
+    # the kernel can signal only its own sandbox's processes: the harness outside grades on
     kill = rows["b_kill_all.ipynb"]
-    assert kill["grading_status"] == "ungradable" and "killed" in kill["reason"], kill
+    assert (kill["grading_status"], kill["total_points_earned"]) == ("graded", 4.0), kill
     assert (rows["z_blank.ipynb"]["grading_status"], rows["z_blank.ipynb"]["total_points_earned"]) == ("graded", 0.0)
 
 

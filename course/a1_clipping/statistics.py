@@ -100,8 +100,9 @@ def fit_line(optimizer: Any, epochs: int, batch_size: int, seed: int) -> tuple[f
 def converge_log10_mse(components: Mapping[str, Any], tol: Mapping[str, Any], seed: int) -> float:
     """log10 of the worst final MSE of ``tol["fit_runs"]`` trainings with the student's optimizer.
 
-    Run ``k`` (0-based) calls ``make_clipped_optimizer()`` afresh and trains with
-    :func:`fit_line` and seed ``seed + k`` for ``tol["fit_epochs"]`` epochs. Prints one line per
+    Run ``k`` (0-based) calls ``make_clipped_optimizer()`` afresh and trains a copy of what it
+    returns (rebuilt from its configuration) with :func:`fit_line` and seed ``seed + k`` for
+    ``tol["fit_epochs"]`` epochs. Prints one line per
     run (MSE, w, b), so a student sees where the line ended.
 
     Raises
@@ -119,6 +120,10 @@ def converge_log10_mse(components: Mapping[str, Any], tol: Mapping[str, Any], se
             if not isinstance(opt, keras.optimizers.Optimizer):
                 raise AssertionError(f"make_clipped_optimizer() must return a Keras optimizer, "
                                      f"got {type(opt).__name__}")
+            # a copy from the configuration, as the harness gets it from the student's kernel: in process
+            # and in grading alike, training does not depend on whether the same object came back twice
+            # (test_optimizer_configuration checks that)
+            opt = keras.optimizers.deserialize(keras.optimizers.serialize(opt))
             try:
                 mse, w, b = fit_line(opt, tol["fit_epochs"], tol["fit_batch_size"], seed + k)
             except Exception as exc:  # noqa: BLE001 - the student's optimizer broke Keras' fit

@@ -1,10 +1,12 @@
-"""Guards that hidden tests put around student code.
+"""Guards that tests put around student code.
 
-Otter runs hidden tests inside the student's kernel with no time limit, and a
-``SystemExit`` or ``KeyboardInterrupt`` raised by student code aborts the whole
-notebook's grading. :func:`student_call` turns each of these into an ordinary
-``AssertionError`` that costs only the test that triggered it, with a message
-a student can act on:
+:func:`student_call` turns whatever a student's function does wrong -- raising, exiting
+(``SystemExit``), running past its time limit -- into an ordinary ``AssertionError`` that costs
+only the test that triggered it, with a message a student can act on. In grading, the function
+is a handle on the student's kernel (:class:`gradkit_grader.remote.Remote`): the call crosses to
+the kernel and the harness enforces the limit. In process (the public tests in a student's own
+notebook, the unit tests and the calibration) the call is direct, under ``SIGALRM``, with the
+library functions a test compares with restored around it (:func:`restore_libraries`):
 
 >>> from gradkit_grader.guard import student_call
 >>> student_call(lambda: 1 + 1, timeout_s=5, what="add")
@@ -64,10 +66,9 @@ def restore_libraries() -> list[str]:
     """Undo a submission's monkeypatching of what hidden tests rely on; return what was restored.
 
     Restores the functions of :data:`_PROTECTED` and ``keras.ops`` remembered when this module was
-    first imported (``gradkit grade`` imports it as the kernel starts, before any answer: see
-    ``gradkit_tools.gradechild``), and reloads gradkit modules in which
-    the notebook planted a function (their files are the release's: ``gradkit grade`` checks their
-    sha256). The static scan (``flags`` column) reports the patching for a human to read.
+    first imported, and reloads gradkit modules in which the notebook planted a function. This
+    matters where student code shares the process with the test (a student's own ``grader.check``);
+    in grading it never does (:mod:`gradkit_grader.harness`).
     """
     _snapshot()
     restored = []
@@ -148,9 +149,12 @@ def student_call(fn: Callable[..., Any], *args: Any, timeout_s: float = 60.0,
     other exception; the message names the function and what happened.
     """
     name = what or getattr(fn, "__name__", "your function")
-    restore_libraries()
     if fn is None or fn is Ellipsis or not callable(fn):
         raise AssertionError(f"{name} is not defined (or is not a function); define it and re-run its cell")
+    call = getattr(fn, "call", None)
+    if getattr(type(fn), "__gradkit_canonical__", None) is not None and call is not None:
+        return _remote_call(call, name, timeout_s, args, kwargs)  # a function in the student's kernel
+    restore_libraries()
     try:
         try:
             with time_limit(timeout_s, what=name):
@@ -166,6 +170,27 @@ def student_call(fn: Callable[..., Any], *args: Any, timeout_s: float = 60.0,
         raise
     except Exception as exc:  # the student's bug, reported as a failed case
         raise AssertionError(f"{name} raised {type(exc).__name__}: {exc}") from exc
+
+
+def _remote_call(call: Callable[..., Any], name: str, timeout_s: float, args: tuple, kwargs: dict) -> Any:
+    """:func:`student_call` of a :class:`gradkit_grader.remote.Remote`: the kernel enforces nothing,
+    the harness interrupts it at the limit."""
+    from gradkit_grader.kernel import KernelGone, KernelTimeout
+    from gradkit_grader.remote import StudentRaised
+
+    try:
+        return call(*args, timeout_s=timeout_s, **kwargs)
+    except KernelTimeout:
+        raise StudentTimeout(f"timeout after {timeout_s:g} s in {name}") from None
+    except KernelGone as exc:
+        raise AssertionError(f"{name} could not run: {exc}") from None
+    except StudentRaised as exc:
+        if exc.type_name in ("SystemExit", "KeyboardInterrupt"):
+            raise AssertionError(f"{name} raised {exc.type_name}; "
+                                 "do not exit or interrupt inside graded code") from None
+        if exc.type_name == "AssertionError":
+            raise AssertionError(exc.message or f"{name} raised AssertionError") from None
+        raise AssertionError(f"{name} raised {exc}") from None
 
 
 def assert_finite(value: Any, what: str) -> np.ndarray:

@@ -53,6 +53,9 @@ def _canonical(obj: Any) -> bytes:
     """What the fingerprint of one object is computed from."""
     if obj is None:
         return b"<None>"
+    remote = getattr(type(obj), "__gradkit_canonical__", None)
+    if remote is not None:  # a function in the student's kernel: the kernel computes these bytes
+        return remote(obj)
     target = inspect.unwrap(obj) if callable(obj) else obj
     try:
         return inspect.getsource(target).encode()

@@ -123,19 +123,25 @@ def _cmd_grade_examples(args: argparse.Namespace) -> int:
     from gradkit_tools.course import ConfigError, assignments
     from gradkit_tools.examples import CatalogueError
     from gradkit_tools.grade import GradeError
-    from gradkit_tools.grade_examples import format_verdicts, grade_examples
+    from gradkit_tools.grade_examples import format_adversarial, format_verdicts, grade_examples
 
+    validate = args.func is _cmd_validate
+    kinds = ["tamper"] if validate else (args.kinds.split(",") if args.kinds else None)
     try:
         names = [a.name for a in assignments(args.course, args.names or None)]
         verdicts = grade_examples(names, course=args.course, autograder=args.autograder,
-                                  assignments=args.assignments, kinds=args.kinds.split(",") if args.kinds else None,
+                                  assignments=args.assignments, kinds=kinds,
                                   only=args.only.split(",") if args.only else None, out=args.out, jobs=args.jobs,
                                   timeout_s=args.timeout, progress=not args.quiet)
     except (CatalogueError, ConfigError, GradeError, OSError) as exc:
-        print(f"gradkit grade-examples: {exc}", file=sys.stderr)
+        print(f"gradkit {'validate' if validate else 'grade-examples'}: {exc}", file=sys.stderr)
         return 1
-    print(format_verdicts(verdicts))
+    print(format_adversarial(verdicts) if validate else format_verdicts(verdicts))
     return 0 if verdicts and all(v.ok for v in verdicts) else 1
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    return _cmd_grade_examples(args)
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -284,6 +290,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=None, help="seconds per submission (default: course/grading.yml)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_grade_examples)
+
+    p = sub.add_parser("validate", help="grade the adversarial (tamper) examples; table of attack, expected, actual")
+    p.add_argument("names", nargs="*", help="assignments (default: every one of the course)")
+    _add_course(p)
+    p.add_argument("--autograder", default="autograder", help="folder of the released autograders")
+    p.add_argument("--assignments", default="assignments", help="student releases the examples are built from")
+    p.add_argument("--only", default=None, help="comma-separated attack names to grade")
+    p.add_argument("-o", "--out", default=None, help="keep the grades in <out>/<name>/ (default: a temporary folder)")
+    p.add_argument("--jobs", type=int, default=None, help="parallel submissions (default: usable cores)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds per submission (default: course/grading.yml)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("sweep", help="run each stochastic hidden test's statistic with the reference under many seeds")
     p.add_argument("names", nargs="+", help="assignments")

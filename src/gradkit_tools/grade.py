@@ -1,9 +1,11 @@
-"""``gradkit grade`` and ``gradkit merge``: batch grading with the real ``otter run``.
+"""``gradkit grade`` and ``gradkit merge``: batch grading with the autograder's own harness.
 
-Every submission is graded in a child process (``otter run``, the same code
-Gradescope runs) in a sandbox of its own (:mod:`gradkit_tools.sandbox`) with a
-wall-clock timeout and limits on memory, processes, file size and CPU time, up
-to ``jobs`` at a time. The batch always completes: a submission that hangs, exhausts
+Every submission's notebook runs in a kernel of its own, in a sandbox of its own
+(:mod:`gradkit_tools.sandbox`) with a wall-clock timeout and limits on memory,
+processes, file size and CPU time; its hidden tests run in a harness worker
+outside the sandbox (:mod:`gradkit_tools.worker`: the zip's
+``gradkit_grader.harness``, the same code Gradescope's ``run_autograder`` runs),
+up to ``jobs`` submissions at a time. The batch always completes: a submission that hangs, exhausts
 memory, kills its kernel, exits, or is not a notebook gets a row with zeros,
 ``grading_status`` ``ungradable`` and a ``reason``; a graded zero is
 ``graded``. Before grading, the autograder zip is checked against the
@@ -13,7 +15,7 @@ tests used are the release's.
 Output in ``out``: ``final_grades.csv`` (otter grade's columns -- ``file``,
 one column per question, ``total_points_earned``, ``percent_correct``,
 ``grading_status`` -- plus ``reason``, ``flags`` and ``device``, with otter's
-``points-per-question`` row first), ``results/<stem>.json`` (otter's
+``points-per-question`` row first), ``results/<stem>.json`` (Gradescope's
 results.json plus a ``gradkit`` record), ``logs/<stem>.log`` and
 ``summary.json``. Each results file is written as soon as its submission is
 graded, so re-running a batch that was stopped resumes it: submissions whose
@@ -34,8 +36,9 @@ from typing import Iterable, Sequence
 from gradkit_tools import reproducible, sandbox
 from gradkit_tools.course import ConfigError, find_course, load_limits
 from gradkit_tools.gradecsv import CSV_NAME, GradeError, merge, write_csv
-from gradkit_tools.gradejob import Job, Ungradable, classify, prepare, probe_device
+from gradkit_tools.gradejob import Ungradable, classify, prepare, probe_device
 from gradkit_tools.release import MANIFEST_FILE, ZIP_FILE
+from gradkit_tools.worker import Job, Worker, unpack_autograder
 
 __all__ = ["GradeError", "grade", "merge", "resolve_autograder", "load_manifest", "parse_shard",
            "collect_submissions", "probe_device", "CSV_NAME"]
@@ -138,7 +141,8 @@ def _stored_record(path: Path) -> dict | None:
 
 
 def _record(path: Path, key: str, status: str, reason: str, flags: list[str], scores: dict[str, float],
-            manifest: dict, ag_sha: str, device: str, seconds: float, peak_rss_mb: float | None = None) -> dict:
+            manifest: dict, ag_sha: str, device: str, seconds: float, peak_rss_mb: float | None = None,
+            phases: dict | None = None) -> dict:
     total = sum(scores.values())
     possible = float(manifest["points_possible"])
     return {"file": path.name, "key": key, "sha256": reproducible.sha256_file(path),
@@ -146,7 +150,7 @@ def _record(path: Path, key: str, status: str, reason: str, flags: list[str], sc
             "autograder_sha256": ag_sha, "grading_status": status, "reason": reason, "flags": flags,
             "scores": scores, "total_points_earned": total,
             "percent_correct": round(total / possible, 6) if possible else 0.0,
-            "device": device, "seconds": round(seconds, 2), "peak_rss_mb": peak_rss_mb,
+            "device": device, "seconds": round(seconds, 2), "phases": phases or {}, "peak_rss_mb": peak_rss_mb,
             "source": str(path.resolve())}
 
 
@@ -154,7 +158,7 @@ def grade(autograder: str | os.PathLike, submissions: Iterable[str | os.PathLike
           out: str | os.PathLike, *, jobs: int | None = None, timeout_s: float | None = None,
           memory_mb: int | None = None, force: bool = False, shard: str | Sequence[int] | None = None,
           course: str | os.PathLike | None = None, progress: bool = True, sandbox_mode: str = "bwrap") -> list[dict]:
-    """Grade submissions with ``otter run`` and write ``out/final_grades.csv``.
+    """Grade submissions with the autograder's harness and write ``out/final_grades.csv``.
 
     Parameters
     ----------
@@ -257,13 +261,16 @@ def _run_all(todo: deque, records: dict, keys: dict, zip_path: Path, manifest: d
     tqdm.monitor_interval = 0
     questions = manifest["questions"]
     running: list[tuple[Path, Job, object, int]] = []
+    unpacked = Path(tempfile.mkdtemp(prefix="gradkit-autograder-"))  # the workers' copy; no sandbox mounts it
+    autograder = unpack_autograder(zip_path, unpacked)
+    workers: dict[int, Worker] = {}
     bar = tqdm(total=len(todo), desc=f"grading {manifest['assignment']}", unit="nb", disable=not progress)
     extra = [] if sandboxed else [sandbox.UNSANDBOXED_FLAG]
 
     def finish(f: Path, status: str, reason: str, flags: list[str], scores: dict, results, seconds: float,
-               peak_rss_mb: float | None = None) -> None:
+               peak_rss_mb: float | None = None, phases: dict | None = None) -> None:
         rec = _record(f, keys[f], status, reason, flags + extra, scores or {q: 0.0 for q in questions}, manifest,
-                      ag_sha, device, seconds, peak_rss_mb)
+                      ag_sha, device, seconds, peak_rss_mb, phases)
         payload = dict(results or {"tests": [], "score": 0}, gradkit=rec)
         (out / "results" / f"{keys[f]}.json").write_text(json.dumps(payload, indent=2) + "\n")
         records[f] = rec
@@ -278,8 +285,10 @@ def _run_all(todo: deque, records: dict, keys: dict, zip_path: Path, manifest: d
                 t0 = time.monotonic()
                 try:
                     prepared = prepare(f, manifest["assignment"], workdir / "submission")
-                    job = Job(zip_path, prepared, workdir, out / "logs" / f"{keys[f]}.log", timeout_s, limits,
-                              manifest=zip_path.parent / MANIFEST_FILE, sandboxed=sandboxed, slot=slot)
+                    if slot not in workers or not workers[slot].alive:
+                        workers[slot] = Worker(autograder, limits.memory_mb)
+                    job = Job(workers[slot], autograder, prepared, workdir, out / "logs" / f"{keys[f]}.log",
+                              timeout_s, limits, sandboxed=sandboxed, slot=slot)
                 except Exception as exc:  # noqa: BLE001 - one bad submission must not stop the batch
                     reason = (str(exc) if isinstance(exc, Ungradable)
                               else f"could not start grading: {type(exc).__name__}: {exc}")
@@ -295,7 +304,8 @@ def _run_all(todo: deque, records: dict, keys: dict, zip_path: Path, manifest: d
                                                                    timeout_s=timeout_s, memory_mb=limits.memory_mb)
                     except Exception as exc:  # noqa: BLE001 - e.g. a results.json otter half-wrote
                         status, reason, scores, results = "ungradable", f"could not read the results: {exc}", {}, None
-                    finish(f, status, reason, prepared.flags, scores, results, job.seconds, job.peak_rss_mb)
+                    finish(f, status, reason, prepared.flags, scores, results, job.seconds, job.peak_rss_mb,
+                           job.phases())
                     job.cleanup()
                     running.remove(item)
             time.sleep(0.2)
@@ -303,4 +313,7 @@ def _run_all(todo: deque, records: dict, keys: dict, zip_path: Path, manifest: d
         for _, job, _, _ in running:  # interrupted: leave no kernel behind
             job.kill()
             job.cleanup()
+        for worker in workers.values():
+            worker.close()
+        shutil.rmtree(unpacked, ignore_errors=True)
         bar.close()

@@ -25,7 +25,7 @@ from gradkit_tools.examples import (
 )
 from gradkit_tools.grade import grade, load_manifest, resolve_autograder
 
-__all__ = ["Verdict", "grade_examples", "format_verdicts"]
+__all__ = ["Verdict", "grade_examples", "format_verdicts", "format_adversarial"]
 
 _TOL = 1e-6  # points are sums of case points (multiples of 1/steps); compare up to float rounding
 
@@ -42,6 +42,8 @@ class Verdict:
     possible: float
     status: str
     problems: list[str] = field(default_factory=list)
+    why: str = ""
+    reason: str = ""
 
     @property
     def ok(self) -> bool:
@@ -118,7 +120,8 @@ def grade_examples(names: Sequence[str], *, course: str | Path | None = None,
                 want = sum(expected_scores(entry, questions).values())
                 verdicts.append(Verdict(a.name, fname, entry["kind"], want, float(row["total_points_earned"]),
                                         sum(questions.values()), row["grading_status"],
-                                        _compare(entry, row, questions)))
+                                        _compare(entry, row, questions), " ".join(str(entry.get("why", "")).split()),
+                                        row.get("reason") or ""))
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -135,3 +138,16 @@ def format_verdicts(verdicts: list[Verdict]) -> str:
     n_bad = sum(not v.ok for v in verdicts)
     summary = f"{len(verdicts) - n_bad}/{len(verdicts)} examples match" + (f", {n_bad} MISMATCH" if n_bad else "")
     return "\n".join([line(head), line(["-" * w for w in widths]), *map(line, body), summary])
+
+
+def format_adversarial(verdicts: list[Verdict]) -> str:
+    """The adversarial table (Markdown): attack, expected, actual, status, reason, verdict."""
+    rows = ["| assignment | attack | expected | actual | status | reason | verdict |", "|---|---|---|---|---|---|---|"]
+    for v in verdicts:
+        cells = [v.assignment, f"`{v.example}`: {v.why}", f"{v.expected:g}/{v.possible:g}",
+                 f"{v.actual:g}/{v.possible:g}", v.status, v.reason or "-",
+                 "ok" if v.ok else "MISMATCH: " + "; ".join(v.problems)]
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    n_bad = sum(not v.ok for v in verdicts)
+    return "\n".join(rows + ["", f"{len(verdicts) - n_bad}/{len(verdicts)} attacks score as without them"
+                              + (f", {n_bad} MISMATCH" if n_bad else "")])

@@ -1,18 +1,15 @@
-"""One submission of ``gradkit grade``: prepare it, run ``otter run`` in a child, classify the outcome.
+"""One submission of ``gradkit grade``: prepare it, run the grading harness in a child, classify the outcome.
 
 :func:`prepare` loads a submission (``.ipynb`` or the ``.zip`` students
 export), refuses what cannot be a notebook, scans it statically and writes the
 copy that is graded: named ``<assignment>.ipynb`` (otter's init cell opens the
-notebook by that name; under any other name the tests run at the end of the
-notebook instead of at each check cell -- field guide section 8), kernelspec
+notebook by that name), kernelspec
 ``python3``, each cell tagged with its index. Only the notebook of a zip is
 graded; other members (a planted ``gradkit/`` or ``tests/``) are flagged and
 ignored.
 
-:class:`Job` runs ``gradechild.py`` (the real ``otter run``) in the submission's
-own sandbox (:mod:`gradkit_tools.sandbox`) with resource limits (set in
-``preexec_fn``; everything inside inherits them) and a wall-clock deadline; on
-timeout it kills the sandbox and every descendant it has seen.
+:func:`classify` reads what the harness (:mod:`gradkit_tools.worker`) left:
+its report, its results.json, its exit.
 
 :class:`DeviceProbe` asks Keras, in a child with the same environment, which
 device the kernels train on.
@@ -20,24 +17,22 @@ device the kernels train on.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import psutil
-
-from gradkit_tools import sandbox
 from gradkit_tools.reproducible import PYTHON3_KERNELSPEC
 from gradkit_tools.tamper import scan_submission
 
-__all__ = ["Ungradable", "Prepared", "Job", "DeviceProbe", "prepare", "classify", "probe_device", "CHILD"]
+if TYPE_CHECKING:
+    from gradkit_tools.worker import Job
+
+__all__ = ["Ungradable", "Prepared", "DeviceProbe", "prepare", "classify", "probe_device", "CHILD"]
 
 CHILD = Path(__file__).with_name("gradechild.py")
 # Run the child as a script without importing the gradkit package (which imports Keras).
@@ -136,104 +131,6 @@ def prepare(path: Path, assignment: str, dest_dir: Path) -> Prepared:
     return Prepared(out, [f"syntax error in {s}" for s in syntax], flags + [str(f) for f in tamper])
 
 
-#: Run by the student's kernel as it starts, before any cell: the hidden-test guard remembers the
-#: library functions it restores around every student call (gradkit_grader.guard.restore_libraries).
-KERNEL_STARTUP = "import gradkit_grader.guard  # noqa: F401 - snapshot of pristine library functions\n"
-
-
-def _kernel_startup(ipython_dir: Path) -> Path:
-    """An IPython directory whose default profile runs :data:`KERNEL_STARTUP` when a kernel starts."""
-    startup = ipython_dir / "profile_default" / "startup"
-    startup.mkdir(parents=True, exist_ok=True)
-    (startup / "00-gradkit-guard.py").write_text(KERNEL_STARTUP)
-    return ipython_dir
-
-
-class Job:
-    """``otter run`` of one prepared submission in a child process with limits.
-
-    With ``sandbox`` (:mod:`gradkit_tools.sandbox`) the child runs in its own bubblewrap sandbox whose
-    one writable folder is ``workdir``; without it, in a new session with the same resource limits.
-    """
-
-    def __init__(self, autograder: Path, prepared: Prepared, workdir: Path, log: Path,
-                 timeout_s: float | None, limits: sandbox.Limits, manifest: Path | None = None, *,
-                 sandboxed: bool = True, slot: int = 0):
-        self.workdir, self.log_path = workdir, log
-        self.report = workdir / "child.json"
-        self.outdir = workdir / "out"
-        self.outdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "tmp").mkdir(exist_ok=True)
-        env = dict(os.environ, TMPDIR=str(workdir / "tmp"),  # otter's temp tree dies with the workdir
-                   IPYTHONDIR=str(_kernel_startup(workdir / "ipython")))
-        argv = child_command("run", str(Path(autograder).resolve()), str(prepared.notebook.resolve()),
-                             str(self.outdir.resolve()), str(self.report.resolve()),
-                             *([str(Path(manifest).resolve())] if manifest else []))
-        if sandboxed:
-            env.update(HOME=str(workdir / "home"), MPLCONFIGDIR=str(workdir / "home" / ".matplotlib"))
-            sandbox.prepare_workdir(workdir, slot)
-            argv = sandbox.command(argv, workdir, env=env, slot=slot,
-                                   read_only=[Path(autograder), *([Path(manifest)] if manifest else [])])
-        log.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(log, "wb")
-        self.started = time.monotonic()
-        self.deadline = self.started + timeout_s if timeout_s else None
-        self.timed_out = False
-        self.proc = subprocess.Popen(argv, cwd=workdir, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True,
-                                     preexec_fn=sandbox.preexec(limits))
-        self._seen: dict[int, psutil.Process] = {}
-        self.peak_rss_mb: float | None = None
-
-    def poll(self) -> bool:
-        """Track descendants, enforce the deadline; True once the child has exited."""
-        rss = 0
-        try:
-            for p in psutil.Process(self.proc.pid).children(recursive=True):
-                self._seen.setdefault(p.pid, p)
-                try:
-                    rss += p.memory_info().rss
-                except psutil.Error:
-                    pass
-        except psutil.Error:
-            pass
-        # resident memory of the submission's whole process tree (kernel included), sampled at each poll
-        self.peak_rss_mb = max(self.peak_rss_mb or 0.0, round(rss / 2**20, 1)) or None
-        if self.proc.poll() is not None:
-            self._reap()
-            return True
-        if self.deadline is not None and time.monotonic() > self.deadline:
-            self.timed_out = True
-            self.kill()
-            return True
-        return False
-
-    def kill(self) -> None:
-        """SIGKILL the child's process group and every descendant seen so far."""
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.proc.wait()
-        self._reap()
-
-    def _reap(self) -> None:
-        for p in self._seen.values():
-            try:
-                if p.is_running():  # psutil compares creation times: safe against pid reuse
-                    p.kill()
-            except psutil.Error:
-                pass
-        self._log.close()
-
-    @property
-    def seconds(self) -> float:
-        return time.monotonic() - self.started
-
-    def cleanup(self) -> None:
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-
 class DeviceProbe:
     """Ask Keras, in a child process with this environment, which device it trains on.
 
@@ -273,7 +170,7 @@ def probe_device(timeout_s: float = 300) -> str:
 
 def classify(job: Job, prepared: Prepared, questions: dict[str, float], *,
              timeout_s: float | None, memory_mb: int | None) -> tuple[str, str, dict[str, float], dict | None]:
-    """(status, reason, scores per question, otter's results.json or None) of a finished job."""
+    """(status, reason, scores per question, the harness's results.json or None) of a finished job."""
     zero = {q: 0.0 for q in questions}
     if job.timed_out:
         return "ungradable", f"timeout after {timeout_s:g} s", zero, None
@@ -281,7 +178,7 @@ def classify(job: Job, prepared: Prepared, questions: dict[str, float], *,
     oom_in_log = bool(_OOM_TEXT.search(log))
     limit = f" under the {memory_mb} MB limit" if memory_mb else ""
     if not job.report.exists():
-        rc = job.proc.returncode
+        rc = job.returncode
         if rc is not None and rc > 128 and rc - 128 in signal.valid_signals():
             rc = 128 - rc  # bubblewrap exits 128 + N when the command died of signal N
         if rc is not None and rc < 0:
@@ -309,6 +206,8 @@ def classify(job: Job, prepared: Prepared, questions: dict[str, float], *,
             return "ungradable", f"not a valid notebook: {msg}", zero, None
         if kind == "OtterRuntimeError":
             return "ungradable", f"otter: {msg}", zero, None
+        if kind == "KernelGone":
+            return "ungradable", ("out of memory (kernel died)" + limit if oom_in_log else msg), zero, None
         return "ungradable", f"{kind}: {msg}", zero, None
     if rep.get("altered"):
         files = ", ".join(rep["altered"][:5]) + (f" (+{len(rep['altered']) - 5} more)"
@@ -337,6 +236,9 @@ def classify(job: Job, prepared: Prepared, questions: dict[str, float], *,
         hit = _TIMEOUT_TEXT.search(str(t.get("output") or "")) if "max_score" in t else None
         if hit and float(t.get("score") or 0) < float(t["max_score"]):
             notes.append(f"{t['name']}: {hit.group(0)}")
+    notes += [str(n)[:200] for n in rep.get("notes") or []]
+    if rep.get("kernel"):
+        notes.append(str(rep["kernel"])[:200])
     for e in errors:
         if e["cell"] is not None and e["ename"] != "SyntaxError":
             note = (f"cell {e['cell'] + 1} raised {e['ename']}: "

@@ -212,6 +212,39 @@ def _run_assign(master: Path, result: Path) -> None:
                            f"its test run must give the solution full marks:\n{tail}")
 
 
+#: what the zip's ``run_autograder`` runs in place of otter's ``run_otter.py``: gradkit's harness, so that
+#: Gradescope and ``otter grade`` grade as ``gradkit grade`` does
+RUN_GRADKIT = b'''"""Grade the submission with gradkit's harness (written by `gradkit release`).
+
+Run as ``python /autograder/source/run_gradkit.py``: the autograder's root is the folder above the
+one this file is in (``/autograder`` on Gradescope). Hidden tests run in this process; the
+student's notebook runs in a kernel of its own.
+"""
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "source" / "files"))
+
+from gradkit_grader.harness import gradescope  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(gradescope(str(ROOT)))
+'''
+
+
+def _run_harness(entries: dict[str, bytes]) -> dict[str, bytes]:
+    """otter's zip entries with ``run_autograder`` running :data:`RUN_GRADKIT` instead of ``run_otter.py``."""
+    script = entries.get("run_autograder", b"")
+    if b"run_otter.py" not in script or "run_otter.py" not in entries:
+        raise ReleaseError("otter assign wrote a run_autograder that does not run run_otter.py; "
+                           "this otter version is not supported")
+    out = {k: v for k, v in entries.items() if k != "run_otter.py"}
+    out["run_autograder"] = script.replace(b"run_otter.py", b"run_gradkit.py")
+    out["run_gradkit.py"] = RUN_GRADKIT
+    return dict(sorted(out.items()))
+
+
 def _questions(zip_entries: dict[str, bytes], tmp: Path) -> dict[str, float]:
     """Points possible per question, read with otter's own test-file loader."""
     from otter.test_files import ExceptionTestFile, OKTestFile
@@ -256,7 +289,7 @@ def _release_one(assignment: Assignment, assignments: Path, autograder: Path, co
             dest.write_bytes(path.read_bytes())
     (student / BANNER_FILE).write_text(_banner(source, "student release"))
 
-    entries = reproducible.read_zip(zips[0])
+    entries = _run_harness(reproducible.read_zip(zips[0]))
     questions = _questions(entries, tmp)
     ag = autograder / name
     ag.mkdir(parents=True, exist_ok=True)

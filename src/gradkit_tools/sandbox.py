@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["MODES", "SANDBOX_UID", "SYSTEM_DIRS", "Limits", "SandboxError", "resolve_mode", "check", "command",
-           "preexec", "prepare_workdir", "UNSANDBOXED_FLAG"]
+           "preexec", "prepare_workdir", "as_root", "user_processes", "UNSANDBOXED_FLAG"]
 
 MODES = ("bwrap", "none")
 #: first uid (and gid) the sandboxes run as when ``gradkit grade`` runs as root: one per parallel slot, so
@@ -87,7 +87,8 @@ class Limits:
         return out
 
 
-def _as_root() -> bool:
+def as_root() -> bool:
+    """Whether this process runs as root (the sandboxes then run as their own uids)."""
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
@@ -145,7 +146,7 @@ def command(argv: list[str], workdir: Path, *, read_only: list[Path] = (), env: 
     binds = [d for d in SYSTEM_DIRS if os.path.exists(d)] + _python_dirs()
     args = [bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--die-with-parent", "--new-session", "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev"]
-    if not _as_root():
+    if not as_root():
         args.insert(1, "--unshare-user")
     made: set[str] = set()
     targets = [*binds, *(str(Path(p).resolve()) for p in read_only), str(workdir)]
@@ -174,7 +175,7 @@ def command(argv: list[str], workdir: Path, *, read_only: list[Path] = (), env: 
     for k, v in sorted(env.items()):
         args += ["--setenv", k, v]
     args += ["--chdir", str(workdir), "--"]
-    if _as_root():
+    if as_root():
         uid = SANDBOX_UID + slot
         args += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
                  "--bounding-set=-all", "--no-new-privs", "--"]
@@ -185,7 +186,7 @@ def prepare_workdir(workdir: Path, slot: int = 0) -> None:
     """Make ``workdir`` (and everything in it) the sandbox user's (as root: uid :data:`SANDBOX_UID` + ``slot``)."""
     for sub in ("home", "tmp"):
         (workdir / sub).mkdir(parents=True, exist_ok=True)
-    if _as_root():
+    if as_root():
         for root, dirs, files in os.walk(workdir):
             for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
                 os.chown(name, SANDBOX_UID + slot, SANDBOX_UID + slot, follow_symlinks=False)
@@ -197,13 +198,14 @@ def preexec(limits: Limits):
 
     def apply() -> None:  # runs in the child between fork and exec
         for res, value in pairs:
-            if res == resource.RLIMIT_NPROC and not _as_root():
-                value += _user_processes()  # counted per user: leave the caller's own processes room
+            if res == resource.RLIMIT_NPROC and not as_root():
+                value += user_processes()  # counted per user: leave the caller's own processes room
             resource.setrlimit(res, (value, value))
     return apply
 
 
-def _user_processes() -> int:
+def user_processes() -> int:
+    """Processes and threads of the calling user (what ``RLIMIT_NPROC`` counts)."""
     uid, n = os.getuid(), 0
     for pid in os.listdir("/proc"):
         try:
