@@ -4,7 +4,7 @@
 
 The CLI exactly as an instructor types it (``gradkit grade <a> <folder> -o <out> --jobs J --force``,
 in a child process: start-up, the release-manifest check, the device probe and one real
-``otter run`` per submission are all counted) on ``--copies`` copies of the release's solution
+grading per submission are all counted) on ``--copies`` copies of the release's solution
 notebook ``autograder/<a>/solution.ipynb``. Reports the batch wall time, the mean time per
 submission from gradkit's records, submissions per hour, and the speed-up of each --jobs
 over --jobs 1 measured in this run; and what 300 submissions would take at that rate.
@@ -71,7 +71,7 @@ def run(args) -> dict:
     notes = [f"assignment {name}: copies of autograder/{name}/solution.ipynb; device reported by gradkit: "
              f"{base['device'] or '?'}",
              "batch wall s includes the CLI start-up, the manifest check and the device probe (once per batch); "
-             "mean s / submission is gradkit's own per-submission wall time (one otter run each)."]
+             "mean s / submission is gradkit's own per-submission wall time (the harness, one kernel per submission)."]
     targets = [{"what": f"{COURSE} submissions of {name} overnight (12 h)", "target": "<= 12 h",
                 "measured": f"{COURSE * best['wall_s'] / best['copies'] / 3600:.1f} h at --jobs {best['jobs']}",
                 "met": COURSE * best["wall_s"] / best["copies"] / 3600 <= 12.0,

@@ -11,7 +11,7 @@
   each assignment, so statistics shared by the tests of one band are computed once per
   assignment, as in a graded run (the first test that needs one is charged for it).
 * Per submission: ``gradkit_tools.grade.grade`` of ``autograder/<a>/solution.ipynb`` with the
-  release's ``autograder.zip`` (the real ``otter run`` in a child: kernel start, the notebook's
+  release's ``autograder.zip`` (the harness and the kernel: kernel start, the notebook's
   graded cells, every test), wall time from its record.
 
 Targets (2 CPU cores): <= 60 s per assignment. Nothing asserts.
@@ -81,7 +81,7 @@ def in_process(name: str) -> dict:
 
 
 def per_submission(name: str) -> dict:
-    """``gradkit grade`` of the release's solution notebook: one otter run, timed by gradkit."""
+    """``gradkit grade`` of the release's solution notebook, timed by gradkit."""
     from gradkit_tools.grade import grade
 
     zip_path = ROOT / "autograder" / name / "autograder.zip"
@@ -141,14 +141,14 @@ def run(args) -> dict:
         targets.append({"what": f"{name} hidden tests, in process", "target": f"<= {TARGET_S:.0f} s",
                         "measured": f"{hidden_s:.1f} s", "met": hidden_s <= TARGET_S})
         if sub is not None:
-            targets.append({"what": f"{name} per submission (otter run end to end)", "target": f"<= {TARGET_S:.0f} s",
+            targets.append({"what": f"{name} per submission (graded end to end)", "target": f"<= {TARGET_S:.0f} s",
                             "measured": f"{sub['seconds']:.1f} s ({sub['status']}, {sub['points']:g} points)",
                             "met": sub["seconds"] <= TARGET_S and sub["status"] == "graded"})
     notes = ["cpu s: CPU seconds (all threads; children for the otter run), a check on wall times taken "
              "on a loaded machine; "
              "hidden s / public s: the question's tests run in this process against the master's solutions "
              "(memoised band statistics are charged to the first test that needs them); "
-             "per submission s: gradkit grade of autograder/<a>/solution.ipynb (otter run in a child: kernel "
+             "per submission s: gradkit grade of autograder/<a>/solution.ipynb (harness and kernel: kernel "
              "start, the notebook's graded cells, public and hidden tests)."]
     if not otter:
         notes.append("per submission: not run (--quick or --no-otter)")

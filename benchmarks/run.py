@@ -10,9 +10,10 @@ Parts (each its own module, runnable alone; each runs here in a child process wi
 set in its environment, so TensorFlow and JAX never share a process):
 
   collapse   bench_collapse.py   dying-ReLU study: ensemble trainer vs a loop of Keras models
-  hidden     bench_hidden.py     hidden-test time per question / assignment; otter run per submission
+  hidden     bench_hidden.py     hidden-test time per question / assignment; one graded submission
   notebooks  bench_notebooks.py  student notebooks run top to bottom in a Jupyter kernel
   grade      bench_grade.py      `gradkit grade` throughput on N copies, --jobs 1 vs 2
+  harness    bench_harness.py    grading time per submission: the harness vs otter's runner (target <= 1.5x)
   report     bench_report.py     `gradkit report` for 300 submissions; similarity vs a per-pair script
 
 ``--backend both`` (the default of a full run) runs every part under TensorFlow, then, within the
@@ -53,7 +54,7 @@ _reexec_in_venv()
 sys.path.insert(0, str(HERE))
 from _common import loadavg, machine  # noqa: E402
 
-PARTS = ["collapse", "hidden", "notebooks", "grade", "report"]
+PARTS = ["collapse", "hidden", "notebooks", "grade", "harness", "report"]
 #: what runs under JAX when --backend both (the budget of a 15-minute run on 2 cores)
 JAX_EXTRA = {"collapse": [], "hidden": ["--no-otter"]}
 PART_TIMEOUT_S = 1500

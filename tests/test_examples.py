@@ -124,7 +124,7 @@ def test_zip_submission_is_deterministic(toy):
 
 
 def test_grade_examples_grades_every_kind_against_the_catalogue(toy):
-    """The real otter run through gradkit grade; one row per example, all matching."""
+    """The real harness through gradkit grade; one row per example, all matching."""
     from gradkit_tools.grade_examples import format_verdicts, grade_examples
 
     a = _toy(toy)

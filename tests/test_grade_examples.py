@@ -1,6 +1,6 @@
 """Every example submission of the four assignments scores what its catalogue
 (course/<name>/answers.yml) says, graded with the committed autograders through ``gradkit grade``
-(the real ``otter run``, each submission in its sandbox).
+(the autograder's harness, each submission's kernel in its sandbox).
 
 The default suite grades every example *name* once: each assignment's solution and blank
 notebook, and every other example whose name no earlier assignment's catalogue has (so the

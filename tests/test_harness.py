@@ -92,6 +92,19 @@ class Thing:
     def __repr__(self):
         return "Thing()"
 
+import collections, dataclasses
+
+@dataclasses.dataclass
+class Result:
+    rate: float
+    ci: tuple
+    losses: object
+
+Pair = collections.namedtuple("Pair", "low high")
+
+def study():
+    return Result(0.25, (0.1, 0.4), np.arange(3.0)), Pair(1, 2)
+
 def thing():
     return Thing()
 
@@ -272,6 +285,13 @@ def test_functions_and_other_objects_stay_in_the_kernel(student):
 
 def relu(x):
     return np.maximum(x, 0.0)
+
+
+def test_dataclasses_and_named_tuples_come_back_as_records(student):
+    result, pair = _names(student, "study")["study"]()
+    assert type(result).__name__ == "Result" and result.rate == 0.25 and result.ci == (0.1, 0.4)
+    assert result.losses.tolist() == [0.0, 1.0, 2.0] and (pair.low, pair.high) == (1, 2)
+    assert "Result(rate=0.25" in repr(result) and not hasattr(result, "collapsed")
 
 
 def test_seed_is_the_one_the_same_code_gets_in_process(student):

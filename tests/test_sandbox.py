@@ -189,6 +189,24 @@ def test_command_isolates_namespaces_and_mounts(tmp_path):
     assert str(repo) not in mounted and str(repo / "course") not in mounted and str(repo / "tests") not in mounted
 
 
+def test_the_grader_packages_cannot_be_imported_inside(tmp_path):
+    sandbox.prepare_workdir(tmp_path)
+    code = ("import importlib.util, json; print(json.dumps({n: importlib.util.find_spec(n) is not None "
+            "for n in ('gradkit_grader', 'gradkit_tools', 'numpy')}))")
+    r = subprocess.run(sandbox.command([sys.executable, "-c", code], tmp_path), capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    found = json.loads(r.stdout)
+    # an empty folder covers each: at most a namespace package without modules is found
+    assert found["numpy"]
+    for name in ("gradkit_grader", "gradkit_tools"):
+        if found[name]:
+            r2 = subprocess.run(sandbox.command([sys.executable, "-c", f"import {name}.harness"
+                                                 if name == "gradkit_grader" else f"import {name}.cli"], tmp_path),
+                                capture_output=True, text=True, timeout=60)
+            assert r2.returncode != 0 and "ModuleNotFoundError" in r2.stderr, r2.stderr
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="the uid switch and the process limit apply when grading as root")
 def test_sandbox_runs_unprivileged_with_limits(tmp_path):
     sandbox.prepare_workdir(tmp_path, slot=3)

@@ -37,7 +37,8 @@ from typing import Any
 
 from gradkit_grader import autodiff, kernelshim, seeding
 from gradkit_grader.kernel import KernelGone, KernelSession
-from gradkit_grader.remote import Student
+from gradkit_grader.remote import Student, StudentRaised
+from gradkit_grader.wire import WireError
 
 __all__ = ["grade", "grade_spec", "serve", "gradescope", "main", "grading_cell", "install_code"]
 
@@ -155,6 +156,10 @@ def grade(autograder: Path, notebook: Path, outdir: Path, *, prefix: list[str] =
                 except KernelGone as exc:
                     env_q = {}
                     report["kernel"] = str(exc)
+                except (WireError, StudentRaised) as exc:  # the notebook broke the handler: its names are gone
+                    env_q = {}
+                    report["notes"].append(f"{q}: the kernel's answer to the grader was not data "
+                                           f"({type(exc).__name__}: {str(exc)[:120]})")
                 before = len(student.notes)
                 files[q].run(env_q)
                 report["notes"] += [f"{q}: {n}" for n in student.notes[before:]]

@@ -25,6 +25,7 @@ MIME = "application/x.gradkit-rpc+json"
 def install(user_ns, canonical, publish, gradient):  # noqa: C901 - one closure, sent as text
     """Return the request handler bound to the kernel's namespace ``user_ns``."""
     import base64
+    import dataclasses
     import json
     import sys
     import traceback
@@ -60,6 +61,10 @@ def install(user_ns, canonical, publish, gradient):  # noqa: C901 - one closure,
         return {"__opaque__": {"ref": keep(x), "type": type(x).__qualname__, "module": type(x).__module__,
                                "repr": text}}
 
+    def record(x, fields, depth):
+        return {"__record__": {"ref": keep(x), "type": type(x).__qualname__, "module": type(x).__module__,
+                               "fields": {str(k): enc(v, depth + 1) for k, v in fields.items()}}}
+
     def enc(x, depth=0):
         keras = sys.modules.get("keras")  # not imported: no Keras object can exist (and importing costs seconds)
 
@@ -79,6 +84,10 @@ def install(user_ns, canonical, publish, gradient):  # noqa: C901 - one closure,
             return {"__array__": a} if a else opaque(x)
         if isinstance(x, list):
             return [enc(v, depth + 1) for v in x]
+        if isinstance(x, tuple) and isinstance(getattr(type(x), "_fields", None), tuple):  # a namedtuple
+            return record(x, {f: getattr(x, f) for f in type(x)._fields}, depth)
+        if dataclasses.is_dataclass(x) and not isinstance(x, type):
+            return record(x, {f.name: getattr(x, f.name) for f in dataclasses.fields(x)}, depth)
         if isinstance(x, tuple):
             return {"__tuple__": [enc(v, depth + 1) for v in x]}
         if isinstance(x, dict) and all(isinstance(k, str) for k in x):

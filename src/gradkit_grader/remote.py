@@ -12,8 +12,10 @@ from plain data) otherwise. Calling a :class:`Remote` sends the arguments to the
 * a symbolic input (``keras.Input``) passed as an argument makes the kernel build the model from
   that input to what the function returned; the harness rebuilds it and clones its layers onto
   its own input, so the caller gets the output tensor it would have got in process;
-* a function comes back as another :class:`Remote`; anything else as an :class:`Opaque` handle
-  whose type is named like the original (``type(x).__name__`` reads the same in messages).
+* a dataclass instance or named tuple comes back as a :class:`Record` with its fields as
+  attributes; a function as another :class:`Remote`; anything else as an :class:`Opaque` handle.
+  Records and handles have types named like the original (``type(x).__name__`` reads the same in
+  messages).
 
 An exception in the student's function arrives as :class:`StudentRaised` (type name and message,
 no object); a time limit as :class:`gradkit_grader.kernel.KernelTimeout`.
@@ -27,7 +29,7 @@ from typing import Any
 from gradkit_grader import wire
 from gradkit_grader.kernel import KernelSession
 
-__all__ = ["Remote", "Opaque", "Student", "StudentRaised", "same_object"]
+__all__ = ["Remote", "Opaque", "Record", "Student", "StudentRaised", "same_object"]
 
 _MIME = "application/x.gradkit-rpc+json"
 
@@ -50,10 +52,27 @@ class Opaque:
         return self.text
 
 
+class Record:
+    """A dataclass instance or named tuple of the kernel, as its fields (attributes of this object)."""
+
+    def __init__(self, ref: int, fields: dict[str, Any]):
+        self._gradkit_ref = ref
+        self._fields = tuple(fields)
+        for k, v in fields.items():
+            setattr(self, k, v)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={getattr(self, k)!r:.40}" for k in self._fields)
+        return f"{type(self).__name__}({inner})"
+
+
+def _named(type_name: str, base: type) -> type:
+    safe = type_name.rsplit(".", 1)[-1]
+    return type(safe if safe.replace("_", "").isalnum() else "object", (base,), {})
+
+
 def _opaque(ref: int, type_name: str, module: str, text: str) -> Opaque:
-    safe = type_name if type_name.replace(".", "").replace("_", "").isalnum() else "object"
-    cls = type(safe.rsplit(".", 1)[-1], (Opaque,), {})
-    return cls(ref, type_name, module, text)
+    return _named(type_name, Opaque)(ref, type_name, module, text)
 
 
 def same_object(a: Any, b: Any) -> bool:
@@ -122,7 +141,7 @@ class Student:
         def special(x: Any) -> dict | None:
             if isinstance(x, Remote):
                 return {"__ref__": {"ref": x.ref}}
-            if isinstance(x, Opaque):
+            if isinstance(x, (Opaque, Record)):
                 return {"__ref__": {"ref": x._gradkit_ref}}
             if keras is None:
                 return None
@@ -166,6 +185,13 @@ class Student:
                 if not isinstance(payload, dict) or not isinstance(payload.get("name"), str):
                     raise wire.WireError(f"{at}: a callable needs a name")
                 return Remote(self, _ref(payload, at), payload["name"][:100])
+            if marker == "__record__":
+                if not isinstance(payload, dict) or not isinstance(payload.get("type"), str) \
+                        or not isinstance(payload.get("fields"), dict) \
+                        or not all(k.isidentifier() and not k.startswith("_") for k in payload["fields"]):
+                    raise wire.WireError(f"{at}: malformed record")
+                fields = {k: self.decode(v, f"{at}.{k}") for k, v in payload["fields"].items()}
+                return _named(payload["type"][:100], Record)(_ref(payload, at), fields)
             if marker == "__opaque__":
                 if not isinstance(payload, dict) or not all(isinstance(payload.get(k), str)
                                                             for k in ("type", "module", "repr")):

@@ -20,6 +20,9 @@ mark what JSON cannot say; :func:`decode` checks every one against this schema a
 ``{"__symbolic__": {"shape", "dtype"}}``
     a symbolic Keras input (harness to kernel only): the kernel calls the student's function on a
     ``keras.Input`` and sends back the model from that input to what the function returned;
+``{"__record__": {"ref", "type", "module", "fields"}}``
+    a dataclass instance or a named tuple: its fields, by name (the harness gets an object with
+    those attributes, whose type is named like the original: :class:`gradkit_grader.remote.Record`);
 ``{"__callable__": {"ref", "name"}}``, ``{"__opaque__": {"ref", "type", "repr"}}``
     what the kernel keeps (a function, any other object): the harness gets a handle
     (:class:`gradkit_grader.remote.Remote`, :class:`gradkit_grader.remote.Opaque`) that names it in
@@ -46,7 +49,7 @@ MAX_ELEMENTS = 1 << 26
 #: deepest nesting of lists, tuples and dicts
 MAX_DEPTH = 32
 _MARKERS = ("__float__", "__tuple__", "__dict__", "__array__", "__tensor__", "__model__", "__keras__",
-            "__symbolic__", "__callable__", "__opaque__", "__ref__")
+            "__symbolic__", "__callable__", "__opaque__", "__record__", "__ref__")
 
 
 class WireError(ValueError):

@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compare a fresh release with the committed one; exit 1 if stale")
     p.set_defaults(func=_cmd_release)
 
-    p = sub.add_parser("grade", help="grade submissions with otter run (timeouts, memory limit, in parallel)")
+    p = sub.add_parser("grade", help="grade submissions: each kernel in a sandbox, hidden tests in the harness")
     p.add_argument("autograder", help="autograder.zip, its folder, or an assignment name")
     p.add_argument("submissions", nargs="+", help=".ipynb/.zip submissions or folders holding them")
     p.add_argument("-o", "--out", required=True, help="output folder (final_grades.csv, results/, logs/)")

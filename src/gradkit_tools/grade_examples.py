@@ -1,7 +1,7 @@
 """``gradkit grade-examples``: grade the example submissions and compare with their catalogue.
 
 Every example submission of :mod:`gradkit_tools.examples` is graded by :func:`gradkit_tools.grade.grade`
-(the real ``otter run`` in a child process, as for students) with the released autograder; each row
+(the autograder's harness, each kernel in its sandbox, as for students) with the released autograder; each row
 is then compared with its catalogue entry: grading status, points per question, and the ``reason``
 and ``flags`` patterns. The table says, per submission, the expected and actual score and the verdict.
 """

@@ -1,19 +1,20 @@
-"""One sandbox per submission: the grading child and the student's kernel in a bubblewrap jail.
+"""One sandbox per submission: the student's kernel in a bubblewrap jail.
 
-``gradkit grade`` runs each submission's grading child (``otter run`` and the kernel it starts)
+``gradkit grade`` runs each submission's kernel (started by the grading harness, which stays outside)
 under `bubblewrap <https://github.com/containers/bubblewrap>`_ (Debian's ``bubblewrap``), the
 sandbox Flatpak uses: a few hundred lines of C that set up Linux namespaces and exit, with no
 daemon and nothing to configure. Inside, the submission sees
 
-* its own PID namespace: no process of the batch (the ``gradkit grade`` parent, other
-  submissions) is visible or signalable, and when the grading child ends the kernel tears the
-  namespace down, so no daemon it started survives into the next submission;
-* its own network namespace (loopback only, which otter and the kernel talk over), IPC and UTS
-  namespaces;
+* its own PID namespace: no process of the batch (the harness, the ``gradkit grade`` parent,
+  other submissions) is visible or signalable, and when the kernel's grading ends the Linux kernel
+  tears the namespace down, so no daemon it started survives into the next submission;
+* its own network namespace (loopback only; the harness talks to the kernel over Unix sockets in
+  the kernel's folder), IPC and UTS namespaces;
 * a file system built from read-only binds of the system folders and the Python installation
   (``/usr``, ``/etc``, ..., ``sys.prefix``, every folder on ``sys.path``), a fresh ``/tmp`` and
   ``/dev``, and one writable folder: the submission's own work folder. The course folder (the
-  masters), the batch's output folder and every other submission are not mounted at all;
+  masters), the batch's output folder and every other submission are not mounted at all, and the
+  grader's own packages (:data:`HIDDEN_PACKAGES`) are covered by empty folders;
 * as an unprivileged host uid of its own (:data:`SANDBOX_UID` + the parallel slot) when ``gradkit
   grade`` runs as root (``setpriv`` drops every capability and sets no-new-privileges), so the
   process limit counts only that sandbox's processes; as the calling user otherwise (bubblewrap
@@ -36,8 +37,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["MODES", "SANDBOX_UID", "SYSTEM_DIRS", "Limits", "SandboxError", "resolve_mode", "check", "command",
-           "preexec", "prepare_workdir", "as_root", "user_processes", "UNSANDBOXED_FLAG"]
+__all__ = ["MODES", "SANDBOX_UID", "SYSTEM_DIRS", "HIDDEN_PACKAGES", "Limits", "SandboxError", "resolve_mode",
+           "check", "command", "preexec", "prepare_workdir", "as_root", "user_processes", "UNSANDBOXED_FLAG"]
 
 MODES = ("bwrap", "none")
 #: first uid (and gid) the sandboxes run as when ``gradkit grade`` runs as root: one per parallel slot, so
@@ -126,6 +127,23 @@ def _python_dirs() -> list[str]:
     return [d for d in out if not any(d != o and d.startswith(o + "/") for o in out)]
 
 
+#: packages of this installation the sandbox must not import: the grading runtime and the tool chain
+HIDDEN_PACKAGES = ("gradkit_grader", "gradkit_tools")
+
+
+def _hidden_package_dirs() -> list[str]:
+    """Folders of :data:`HIDDEN_PACKAGES` in this installation (covered by an empty tmpfs inside)."""
+    import importlib.util
+
+    out = []
+    for name in HIDDEN_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        for loc in (spec.submodule_search_locations or []) if spec else []:
+            if os.path.isdir(loc):
+                out.append(os.path.realpath(loc))
+    return sorted(set(out))
+
+
 def _parents(path: str) -> list[str]:
     parts = Path(path).parts[1:-1]
     return ["/" + "/".join(parts[:i + 1]) for i in range(len(parts))]
@@ -164,6 +182,8 @@ def command(argv: list[str], workdir: Path, *, read_only: list[Path] = (), env: 
         p = str(Path(p).resolve())
         args += ["--ro-bind", p, p]
     args += ["--bind", str(workdir), str(workdir)]
+    for hidden in _hidden_package_dirs():  # an empty folder over the grader's own packages
+        args += ["--tmpfs", hidden]
     if gpu:
         for pattern in _GPU_DEVICES:
             for dev in sorted(glob.glob(pattern)):

@@ -47,6 +47,17 @@ def unpack_autograder(zip_path: Path, dest: Path) -> Path:
     return dest
 
 
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this (child) process when the process that started it dies, so a killed
+    ``gradkit grade`` leaves no worker grading on (bubblewrap then ends the worker's sandbox)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _kernel_env(kernel_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k in KERNEL_ENV or any(p.endswith("_") and k.startswith(p) for p in KERNEL_ENV)}
@@ -69,10 +80,16 @@ class Worker:
 
     def __init__(self, autograder: Path, memory_mb: int | None = None):
         files = Path(autograder).resolve() / "files"
+        limits = sandbox.preexec(sandbox.Limits(memory_mb=memory_mb))
+
+        def preexec() -> None:
+            limits()
+            _die_with_parent()
+
         self.proc = subprocess.Popen([sys.executable, "-c", _BOOT, str(files), "--serve"],
                                      cwd=autograder, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True, text=True,
-                                     preexec_fn=sandbox.preexec(sandbox.Limits(memory_mb=memory_mb)))
+                                     preexec_fn=preexec)
 
     def send(self, spec: Path) -> None:
         self.proc.stdin.write(f"{spec}\n")
