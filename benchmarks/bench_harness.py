@@ -33,6 +33,7 @@ def otter_run(name: str) -> float:
     work = Path(tempfile.mkdtemp(prefix=f"bench-otter-{name}-"))
     try:
         nb = work / f"{name}.ipynb"
+        (work / "out").mkdir()
         shutil.copy(ROOT / "autograder" / name / "solution.ipynb", nb)
         cmd = [sys.executable, "-m", "otter", "run", "-a", str(ROOT / "autograder" / name / "autograder.zip"),
                "-o", str(work / "out"), "--no-logo", str(nb)]

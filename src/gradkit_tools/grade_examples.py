@@ -149,5 +149,5 @@ def format_adversarial(verdicts: list[Verdict]) -> str:
                  "ok" if v.ok else "MISMATCH: " + "; ".join(v.problems)]
         rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     n_bad = sum(not v.ok for v in verdicts)
-    return "\n".join(rows + ["", f"{len(verdicts) - n_bad}/{len(verdicts)} attacks score as without them"
+    return "\n".join(rows + ["", f"{len(verdicts) - n_bad}/{len(verdicts)} attacks score as their catalogue says"
                               + (f", {n_bad} MISMATCH" if n_bad else "")])
