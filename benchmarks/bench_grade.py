@@ -45,7 +45,7 @@ def grade_batch(name: str, copies: int, jobs: int) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"gradkit grade exited {proc.returncode}: {(proc.stdout + proc.stderr)[-2000:]}")
     return {"jobs": jobs, "copies": copies, "wall_s": wall, "cpu_s": cpu,
-            "per_submission_s": [float(r["seconds"]) for r in recs],
+            "per_submission_s": [float(r["seconds"]) for r in recs], "phases": [r.get("phases") for r in recs],
             "graded": sum(r["grading_status"] == "graded" for r in recs),
             "points": [r["total_points_earned"] for r in recs],
             "device": recs[0].get("device", "") if recs else ""}

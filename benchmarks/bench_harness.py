@@ -14,7 +14,6 @@ Reports both, their ratio (target: at most 1.5) and the phases. Nothing asserts.
 """
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, env_backend_device, part_main, part_parser, pick_assignments  # noqa: E402
+from bench_grade import grade_batch  # noqa: E402
 
 ALL = ["a1_clipping", "a2_init", "a3_dying_relu", "a4_resnet"]
 TARGET = 1.5
@@ -47,27 +47,6 @@ def otter_run(name: str) -> float:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def harness(name: str, copies: int) -> dict:
-    work = Path(tempfile.mkdtemp(prefix=f"bench-harness-{name}-"))
-    try:
-        subs = work / "submissions"
-        subs.mkdir()
-        for i in range(copies):
-            shutil.copy(ROOT / "autograder" / name / "solution.ipynb", subs / f"student{i:03d}.ipynb")
-        cmd = [sys.executable, "-c", "import sys; from gradkit_tools.cli import main; sys.exit(main())",
-               "grade", name, str(subs), "-o", str(work / "out"), "--jobs", "1", "--force", "--quiet"]
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            raise RuntimeError(f"gradkit grade exited {proc.returncode}: {(proc.stdout + proc.stderr)[-1500:]}")
-        recs = [json.loads(p.read_text())["gradkit"] for p in sorted((work / "out" / "results").glob("*.json"))]
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return {"wall_s": wall, "seconds": [float(r["seconds"]) for r in recs], "phases": [r.get("phases") for r in recs],
-            "points": [r["total_points_earned"] for r in recs], "status": [r["grading_status"] for r in recs]}
-
-
 def run(args) -> dict:
     names = pick_assignments(args.assignment, ALL)
     copies = args.copies or (2 if args.quick else 3)
@@ -78,7 +57,8 @@ def run(args) -> dict:
     rows, targets, extra = [], [], {}
     for name in names:
         base = otter_run(name)
-        h = harness(name, copies)
+        h = grade_batch(name, copies, jobs=1)
+        h["seconds"] = h.pop("per_submission_s")
         later = h["seconds"][1:] or h["seconds"]
         mean = sum(h["seconds"]) / len(h["seconds"])
         ph = (h["phases"][-1] or {})

@@ -144,6 +144,19 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return _cmd_grade_examples(args)
 
 
+def _add_examples_args(p: argparse.ArgumentParser, what: str) -> None:
+    """The arguments grade-examples and validate share (``what``: the word for one example)."""
+    p.add_argument("names", nargs="*", help="assignments (default: every one of the course)")
+    _add_course(p)
+    p.add_argument("--autograder", default="autograder", help="folder of the released autograders")
+    p.add_argument("--assignments", default="assignments", help="student releases the examples are built from")
+    p.add_argument("--only", default=None, help=f"comma-separated {what} names to grade")
+    p.add_argument("-o", "--out", default=None, help="keep the grades in <out>/<name>/ (default: a temporary folder)")
+    p.add_argument("--jobs", type=int, default=None, help="parallel submissions (default: usable cores)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds per submission (default: course/grading.yml)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from gradkit_tools.calibrate import format_reports, sweep
 
@@ -278,29 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_examples)
 
     p = sub.add_parser("grade-examples", help="grade the example submissions and compare with their expected scores")
-    p.add_argument("names", nargs="*", help="assignments (default: every one of the course)")
-    _add_course(p)
-    p.add_argument("--autograder", default="autograder", help="folder of the released autograders")
-    p.add_argument("--assignments", default="assignments", help="student releases the examples are built from")
+    _add_examples_args(p, "example")
     p.add_argument("--kinds", default=None,
                    help="comma-separated kinds to grade (correct,wrong,blank,malformed,tamper)")
-    p.add_argument("--only", default=None, help="comma-separated example names to grade")
-    p.add_argument("-o", "--out", default=None, help="keep the grades in <out>/<name>/ (default: a temporary folder)")
-    p.add_argument("--jobs", type=int, default=None, help="parallel submissions (default: usable cores)")
-    p.add_argument("--timeout", type=float, default=None, help="seconds per submission (default: course/grading.yml)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_grade_examples)
 
     p = sub.add_parser("validate", help="grade the adversarial (tamper) examples; table of attack, expected, actual")
-    p.add_argument("names", nargs="*", help="assignments (default: every one of the course)")
-    _add_course(p)
-    p.add_argument("--autograder", default="autograder", help="folder of the released autograders")
-    p.add_argument("--assignments", default="assignments", help="student releases the examples are built from")
-    p.add_argument("--only", default=None, help="comma-separated attack names to grade")
-    p.add_argument("-o", "--out", default=None, help="keep the grades in <out>/<name>/ (default: a temporary folder)")
-    p.add_argument("--jobs", type=int, default=None, help="parallel submissions (default: usable cores)")
-    p.add_argument("--timeout", type=float, default=None, help="seconds per submission (default: course/grading.yml)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_examples_args(p, "attack")
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("sweep", help="run each stochastic hidden test's statistic with the reference under many seeds")
