@@ -85,6 +85,7 @@ def naive_nets(sample: int, epochs: int) -> list[dict]:
 def ensemble_study(members: int, epochs: int) -> tuple[dict, object]:
     """``collapse_rate("relu", ...)`` timed, with a breakdown from the same call."""
     from gradkit import ensemble
+    from gradkit_grader.course.a3_dying_relu.reference import detector
 
     marks: list = []
     shuffle_s: list = []
@@ -110,7 +111,8 @@ def ensemble_study(members: int, epochs: int) -> tuple[dict, object]:
             mock.patch.object(ensemble, "epoch_data", epoch_data):
         t0, c0 = time.perf_counter(), time.process_time()
         result = ensemble.collapse_rate("relu", members=members, depth=DEPTH, width=WIDTH, n_train=N_TRAIN,
-                                        batch_size=BATCH, epochs=epochs, seed=0, progress=False)
+                                        batch_size=BATCH, epochs=epochs, seed=0, progress=False,
+                                        detector=detector("abs"))
         total, cpu = time.perf_counter() - t0, time.process_time() - c0
     rec = {"seconds": total, "cpu_s": cpu, "shuffle_s": sum(shuffle_s)}
     rec.update(_split(marks, t0, math.ceil(N_TRAIN / BATCH)))

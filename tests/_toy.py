@@ -2,7 +2,7 @@
 
 ``tests/fixtures/toy/course/toy/toy.ipynb`` is a numpy-only master (q1: relu, 2 points,
 public + hidden test reading ``tolerances("toy")``; q2: mean_square, 1 point,
-hidden test only, deliberately without gradkit_grader.guard so that a ``sys.exit`` in
+hidden test only, deliberately without gradkit.guard so that a ``sys.exit`` in
 student code aborts otter's grading; q3: total, 1 point, public test).
 ``tests/fixtures/toy/course/toy/tolerances.yml`` holds its tolerance, and
 ``tests/fixtures/toy/course/grading.yml`` the toy course's grading limits.

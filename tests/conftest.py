@@ -3,3 +3,24 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _forbidden_calls(request):
+    """In an assignment's test module (one with ``NAME``), each stub's forbidden calls apply to
+    ``student_call`` as they do in grading (:mod:`gradkit.forbid`, tolerances.yml ``forbidden``)."""
+    name = getattr(request.module, "NAME", None)
+    if not isinstance(name, str):
+        yield
+        return
+    from gradkit.forbid import forbidding
+    from gradkit_tools.course import ConfigError, forbidden
+
+    try:
+        rules = forbidden(name)
+    except ConfigError:  # not an assignment of the repository's course
+        rules = {}
+    with forbidding(rules):
+        yield

@@ -106,8 +106,8 @@ def test_otter_ignore_only_on_experiment_cells():
 def test_bounds_follow_their_derivations():
     from scipy import stats as st
 
-    from gradkit.initializers import compute_fans
     from gradkit.stats import variance_interval
+    from gradkit_grader.course.a2_init.reference import compute_fans
     from gradkit_tools.course import tolerances
 
     tol = tolerances(NAME)

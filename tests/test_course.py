@@ -5,7 +5,15 @@ from pathlib import Path
 
 import pytest
 
-from gradkit_tools.course import ConfigError, assignments, budgets, load_limits, load_tolerances, tolerances
+from gradkit_tools.course import (
+    ConfigError,
+    assignments,
+    budgets,
+    forbidden,
+    load_limits,
+    load_tolerances,
+    tolerances,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 COURSE = ROOT / "course"
@@ -33,9 +41,12 @@ def test_repository_course_is_valid():
     assert names >= {"a1_clipping", "a2_init", "a3_dying_relu", "a4_resnet"}
     for name in names:
         tol = load_tolerances(name, COURSE)  # validates every tolerances.yml, budgets included
-        assert tol and tolerances(name, COURSE) == {k: v for k, v in tol.items() if k != "budgets"}
+        assert tol and tolerances(name, COURSE) == {k: v for k, v in tol.items() if k not in ("budgets", "forbidden")}
         assert all(0 < b["budget"] < 1 and b["method"] in ("exact", "empirical")
                    for b in budgets(name, COURSE).values())
+        rules = forbidden(name, COURSE)  # each stub's forbidden calls: prefixes and a reason for the student
+        assert rules == tol.get("forbidden", {}) and all(r["reason"] and (r.get("calls") or r.get("direct"))
+                                                          for r in rules.values())
     # the definition of a collapsed network (formerly the collapse section of the root grading.yml)
     assert 0 < tolerances("a3_dying_relu", COURSE)["rtol"] < 1
 

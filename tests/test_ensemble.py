@@ -16,6 +16,16 @@ import pytest
 from gradkit import ensemble as E
 from gradkit._ensemble_layers import ensemble_layers
 from gradkit.stats import variance_interval, wilson_interval
+from gradkit_grader.course.a3_dying_relu.reference import constant_members
+from gradkit_grader.course.a3_dying_relu.reference import detector as definition
+
+ABS = definition("abs")  # the definition of collapse for the target |x| (the a3 reference's detector)
+
+
+def params_required(fn) -> list[str]:
+    """The parameters of ``fn`` without a default."""
+    return [n for n, p in inspect.signature(fn).parameters.items()
+            if p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
 backends = pytest.mark.backends
 #: The definition of "collapsed" and the dying-ReLU study of seed 002 (Lu et al. 2019, Sec. 6), as the
@@ -65,7 +75,8 @@ def _train_standalone(net, x, y, epochs, seed, m, optimizer=None):
 def test_defaults_match_the_study():
     assert E.DEFAULT_RTOL == COLLAPSE["rtol"]
     assert E.DEFAULT_GRID_POINTS == COLLAPSE["grid_points"]
-    assert inspect.signature(E.is_collapsed).parameters["rtol"].default == COLLAPSE["rtol"]
+    assert inspect.signature(constant_members).parameters["rtol"].default == COLLAPSE["rtol"]
+    assert params_required(E.collapse_rate) == ["detector"]  # the detector is the student's, never a default
     params = inspect.signature(E.collapse_rate).parameters
     assert params["grid_points"].default == COLLAPSE["grid_points"]
     for key in ("depth", "width", "n_train", "batch_size", "members", "epochs",
@@ -228,7 +239,7 @@ def test_diverging_member_does_not_poison_others():
     grid = np.linspace(*E.INTERVAL, 64, dtype=np.float32)[:, None, None].repeat(members, -1)
     out = keras.ops.convert_to_numpy(poisoned(grid))[:, 0, :]
     out[:, 0] = 0.5  # make member 0 look collapsed
-    res = E.summarize_collapse(out, scale=math.sqrt(7), losses=h_pois)
+    res = E.summarize_collapse(out, detector=lambda o: constant_members(o, scale=math.sqrt(7)), losses=h_pois)
     assert res.diverged.tolist() == [m == bad for m in range(members)]
     assert res.collapsed.tolist() == [True, False, False, False]
     assert res.n == members - 1 and res.rate == pytest.approx(1 / 3)
@@ -240,17 +251,17 @@ def test_is_collapsed():
     grid = np.linspace(-1, 1, 256)
     outs = np.stack([np.full(256, 0.3), grid, 0.3 + 1e-4 * grid, 0.3 + 2e-3 * grid,
                      np.where(grid > 0, np.nan, 0.3)], axis=1)
-    np.testing.assert_array_equal(E.is_collapsed(outs, scale=2.0),
+    np.testing.assert_array_equal(constant_members(outs, scale=2.0),
                                   [True, False, True, False, False])
-    np.testing.assert_array_equal(E.is_collapsed(outs, scale=2.0, rtol=1e-2),
+    np.testing.assert_array_equal(constant_members(outs, scale=2.0, rtol=1e-2),
                                   [True, False, True, True, False])
     three = np.stack([outs[:, :2], outs[:, [0, 0]]], axis=1)  # (grid, 2 outputs, 2 members)
-    np.testing.assert_array_equal(E.is_collapsed(three), [True, False])
+    np.testing.assert_array_equal(constant_members(three), [True, False])
 
 
 def test_result_str_and_wilson_interval():
     out = np.concatenate([np.zeros((8, 926)), np.linspace(0, 1, 8)[:, None].repeat(74, 1)], axis=1)
-    res = E.summarize_collapse(out, scale=1.0)
+    res = E.summarize_collapse(out, detector=lambda o: constant_members(o, scale=1.0))
     lo, hi = wilson_interval(926, 1000, 0.95)
     assert res.rate == 0.926 and res.n == 1000 and res.ci == (lo, hi)
     assert str(res) == f"collapse rate 0.926 (926/1000), 95% Wilson CI [{lo:.3f}, {hi:.3f}]"
@@ -262,9 +273,9 @@ SMALL = dict(members=16, depth=3, width=2, n_train=64, batch_size=16, epochs=2)
 
 @backends
 def test_collapse_rate_is_deterministic_given_seed():
-    a = E.collapse_rate("relu", **SMALL, seed=3, progress=False)
-    b = E.collapse_rate("relu", **SMALL, seed=3, progress=False)
-    c = E.collapse_rate("relu", **SMALL, seed=np.random.default_rng(3), progress=False)
+    a = E.collapse_rate("relu", **SMALL, seed=3, progress=False, detector=ABS)
+    b = E.collapse_rate("relu", **SMALL, seed=3, progress=False, detector=ABS)
+    c = E.collapse_rate("relu", **SMALL, seed=np.random.default_rng(3), progress=False, detector=ABS)
     np.testing.assert_array_equal(a.losses, b.losses)
     np.testing.assert_array_equal(a.outputs, b.outputs)
     np.testing.assert_array_equal(a.collapsed, b.collapsed)
@@ -286,7 +297,11 @@ def test_custom_detector_and_target(capsys):
     with pytest.raises(ValueError, match="detector"):
         E.collapse_rate(**SMALL, detector=lambda o: np.ones(3, bool), progress=False)
     with pytest.raises(KeyError, match="abs"):
-        E.collapse_rate(**SMALL, target="nope", progress=False)
+        E.collapse_rate(**SMALL, target="nope", detector=detector, progress=False)
+    with pytest.raises(TypeError, match="detector"):
+        E.collapse_rate(**SMALL, progress=False)
+    with pytest.raises(TypeError, match="detector must be a function"):
+        E.summarize_collapse(np.zeros((4, 2)), detector=None)
 
 
 def test_progress_bar_over_epochs(capsys):
@@ -299,7 +314,7 @@ def test_progress_bar_over_epochs(capsys):
 def test_relu_collapses_far_more_than_leaky_relu_fast():
     # Measured (500 members, seed 7): ReLU 0.92 at init, 0.93 after 2-5 epochs (dead nets stay
     # dead); leaky ReLU 0.76 at init (near-constant, not dead), 0.63 after 2, 0.52 after 5 epochs.
-    kw = dict(members=200, epochs=3, progress=False, seed=1)
+    kw = dict(members=200, epochs=3, progress=False, seed=1, detector=ABS)
     relu, leaky = E.collapse_rate("relu", **kw), E.collapse_rate("leaky_relu", **kw)
     assert relu.ci[0] > leaky.ci[1] + 0.1, (str(relu), str(leaky))
     assert not relu.diverged.any() and not leaky.diverged.any()
@@ -307,8 +322,8 @@ def test_relu_collapses_far_more_than_leaky_relu_fast():
 
 @pytest.mark.slow
 def test_full_dying_relu_study():
-    relu = E.collapse_rate("relu", progress=False)
-    leaky = E.collapse_rate("leaky_relu", progress=False)
+    relu = E.collapse_rate("relu", progress=False, detector=ABS)
+    leaky = E.collapse_rate("leaky_relu", progress=False, detector=ABS)
     assert relu.n == STUDY["members"] and not relu.diverged.any()
     assert relu.rate > STUDY["relu_min_rate"], str(relu)
     assert leaky.rate < STUDY["leaky_max_rate"], str(leaky)

@@ -166,6 +166,11 @@ def test_tamper_scan_flags(tmp_path):
         assert expected in text, (expected, text)
     clean = json.loads((SUBMISSIONS / "toy.ipynb").read_text())
     assert scan_submission(clean) == ([], [])  # otter's own `grader = otter.Notebook(...)` is not a flag
+    grader = {"cells": [{"cell_type": "code", "source": "from gradkit_grader.course.a3_dying_relu import reference\n"
+                                                        "import gradkit_tools.release as r\nimport gradkit.data\n"}]}
+    assert [str(f) for f in scan_submission(grader)[1]] == [
+        "cell 1 line 1: imports the grader (gradkit_grader.course.a3_dying_relu)",
+        "cell 1 line 2: imports the grader (gradkit_tools.release)"]
 
 
 def test_zip_submission_grades_only_its_notebook(tmp_path):

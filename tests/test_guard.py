@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from gradkit_grader.guard import StudentTimeout, assert_finite, student_call, time_limit
+from gradkit.guard import StudentTimeout, assert_finite, student_call, time_limit
 
 
 def test_passes_values_through():
@@ -57,7 +57,7 @@ def test_restore_libraries_undoes_monkeypatching_around_student_calls():
 
     import numpy
 
-    from gradkit_grader.guard import restore_libraries
+    from gradkit.guard import restore_libraries
 
     real_allclose, real_abs = numpy.allclose, builtins.abs
     planted = {"__name__": "__main__"}

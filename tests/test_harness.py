@@ -30,6 +30,14 @@ def relu(x):
 def relu_ops(x, negative_slope=0.0):
     return ops.where(x > 0, x, negative_slope * x)
 
+def leaky_library(x, negative_slope=0.01):
+    return ops.leaky_relu(x, negative_slope=negative_slope)
+
+def leaky_unhooked(x, negative_slope=0.01):
+    import sys
+    sys.setprofile(None)  # removes the grader's tracer, then calls the forbidden function unseen
+    return ops.leaky_relu(x, negative_slope=negative_slope)
+
 def relu_numpy(x, negative_slope=0.0):
     x = np.asarray(x)
     return np.where(x > 0, x, negative_slope * x)
@@ -230,7 +238,7 @@ def test_timeouts_interrupt_the_kernel_which_goes_on(student):
 
 
 def test_student_call_turns_kernel_outcomes_into_failed_cases(student):
-    from gradkit_grader.guard import student_call
+    from gradkit.guard import student_call
 
     env = _names(student, "forever", "raises", "relu")
     with pytest.raises(AssertionError, match=r"timeout after 1 s in forever$"):
@@ -300,6 +308,31 @@ def test_seed_is_the_one_the_same_code_gets_in_process(student):
     remote = _names(student, "relu")["relu"]
     assert remote.__gradkit_canonical__() == b"def relu(x):\n    return np.maximum(x, 0.0)\n"
     assert submission_seed(7, remote) == submission_seed(7, relu) != submission_seed(8, relu)
+
+
+def test_forbidden_calls_are_caught_in_the_kernel_however_the_stub_is_called(student):
+    """gradkit.forbid's tracer runs in the kernel around each call of a stub with a rule: through
+    student_call, a direct call of the handle, and the gradient; the rule follows the declared name."""
+    from gradkit.forbid import forbidding
+    from gradkit.guard import student_call
+    from gradkit_grader.autodiff import input_gradient
+
+    rule = {"calls": ["keras.src.ops.nn.leaky_relu"], "reason": "build it yourself"}
+    env = _names(student, "leaky_library", "relu_ops", "leaky_unhooked")
+    z = np.array([-2.0, 2.0], dtype="float32")
+    assert np.allclose(student_call(env["leaky_library"], z, what="leaky_relu"), [-0.02, 2.0])  # no rule: allowed
+    with forbidding({"leaky_library": rule, "relu_ops": rule, "leaky_unhooked": rule}):
+        with pytest.raises(AssertionError, match="leaky_library calls keras.src.ops.nn.leaky_relu, which this "
+                                                 "question forbids: build it yourself"):
+            student_call(env["leaky_library"], z, what="leaky_relu")
+        with pytest.raises(AssertionError, match="leaky_library calls keras.src.ops.nn.leaky_relu"):
+            env["leaky_library"](z)
+        with pytest.raises(AssertionError, match="leaky_library calls keras.src.ops.nn.leaky_relu"):
+            input_gradient(env["leaky_library"], z)
+        with pytest.raises(AssertionError, match="leaky_unhooked calls sys.setprofile"):
+            student_call(env["leaky_unhooked"], z, what="leaky_unhooked")
+        assert np.allclose(student_call(env["relu_ops"], z, negative_slope=0.5, what="relu_ops"), [-1.0, 2.0])
+    assert np.allclose(env["leaky_library"](z), [-0.02, 2.0])  # the kernel's profiler is gone again
 
 
 def test_gradients_are_taken_where_the_function_lives(student):

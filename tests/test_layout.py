@@ -80,15 +80,18 @@ def test_the_import_check_sees_a_violation(tmp_path):
 
 
 @pytest.mark.parametrize("name", COURSES)
-def test_zip_ships_runtime_and_its_own_statistics_only(name):
+def test_zip_ships_runtime_and_its_own_modules_only(name):
+    """A zip carries the runtime packages and its own assignment's modules (statistics, reference
+    answers): no other assignment's."""
     manifest = json.loads((ROOT / "autograder" / name / "manifest.json").read_text())
     files = set(manifest["files"])
     for package in ("gradkit", "gradkit_grader"):
         sources = {f"files/{package}/{p.relative_to(SRC / package).as_posix()}"
                    for p in (SRC / package).rglob("*.py") if "__pycache__" not in p.parts}
         assert sources <= files, f"{name}: zip misses {sorted(sources - files)}"
-    stats = {f for f in files if f.startswith("files/gradkit_grader/course/") and f.endswith("statistics.py")}
-    assert stats == {f"files/gradkit_grader/course/{name}/statistics.py"}, stats
+    own = {f"files/gradkit_grader/course/{name}/{p.name}" for p in (ROOT / "course" / name).glob("*.py")}
+    shipped = {f for f in files if f.startswith("files/gradkit_grader/course/") and not f.endswith("/__init__.py")}
+    assert shipped == own and own >= {f"files/gradkit_grader/course/{name}/statistics.py"}, shipped ^ own
     assert not any(f.startswith("files/gradkit_tools") for f in files)
 
 

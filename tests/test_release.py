@@ -9,10 +9,18 @@ from pathlib import Path
 import nbformat
 import pytest
 
+import gradkit
 from _toy import TOY_COURSE, TOY_MASTER, copy_tree, make_tree, release_tree, released_toy
 from gradkit_tools.cli import main
 from gradkit_tools.course import ConfigError, assignment, tolerances
-from gradkit_tools.release import RUNTIME_PACKAGES, ReleaseError, StaleReleaseError, bake_tolerances, runtime_sources
+from gradkit_tools.release import (
+    RUNTIME_PACKAGES,
+    ReleaseError,
+    StaleReleaseError,
+    bake_tolerances,
+    runtime_sources,
+    student_wheel,
+)
 from gradkit_tools.scan import master_secrets, scan_release
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,18 +37,24 @@ def _files(root: Path) -> list[str]:
                   if p.is_file() and "__pycache__" not in p.relative_to(root).parts)
 
 
-def test_release_writes_fixed_layout_with_banners():
+def test_release_writes_fixed_layout_with_banners(tmp_path):
     root = released_toy()
     course = ["course/" + f for f in _files(TOY_COURSE)]  # the sources, untouched by release
     assert {"course/grading.yml", "course/toy/tolerances.yml", "course/toy/toy.ipynb"} <= set(course)
+    wheel = f"assignments/gradkit-{gradkit.__version__}-py3-none-any.whl"
     assert _files(root) == sorted([
-        "assignments/toy/GENERATED.md", "assignments/toy/toy.ipynb",
+        "assignments/GENERATED.md", wheel, "assignments/toy/GENERATED.md", "assignments/toy/toy.ipynb",
         "autograder/toy/GENERATED.md", "autograder/toy/autograder.zip", "autograder/toy/manifest.json",
         "autograder/toy/solution.ipynb", *course])
     assert all((root / f).read_bytes() == (TOY_COURSE.parent / f).read_bytes() for f in course)
     for folder in ("assignments/toy", "autograder/toy"):
         banner = (root / folder / "GENERATED.md").read_text()
         assert "gradkit release" in banner and "course/toy/toy.ipynb" in banner and "do not edit" in banner
+    assert "do not edit" in (root / "assignments/GENERATED.md").read_text()
+    # the student package: gradkit alone, byte-identical to a fresh build (tests/test_wheel.py tests the builder)
+    with zipfile.ZipFile(root / wheel) as wf:
+        assert {n.split("/")[0] for n in wf.namelist()} == {"gradkit", f"gradkit-{gradkit.__version__}.dist-info"}
+    assert (root / wheel).read_bytes() == student_wheel(tmp_path).read_bytes()
 
 
 def test_autograder_zip_is_deterministic_self_contained_and_baked():
@@ -60,9 +74,10 @@ def test_autograder_zip_is_deterministic_self_contained_and_baked():
     tol = tolerances("toy", TOY_COURSE)
     assert tol["atol"] == 1e-09 and repr(tol) in q1 and "tolerances" not in q1 and "hidden=True" in q1
     # the runtime packages travel in the zip (copied next to the notebook when grading) ...
-    assert "files/gradkit/__init__.py" in names and "files/gradkit_grader/guard.py" in names
+    assert "files/gradkit/__init__.py" in names and "files/gradkit_grader/seeding.py" in names
     assert "files/gradkit_grader/statistic.py" in names and "files/gradkit_grader/course/__init__.py" in names
-    assert "files/gradkit/config.py" not in names and "files/gradkit/guard.py" not in names
+    assert "files/gradkit/config.py" not in names and "files/gradkit/release.py" not in names
+    assert json.loads(zipfile.ZipFile(zpath).read("forbidden.json")) == {}  # the toy forbids nothing
     # ... the tool chain does not; of the statistics modules, the toy's own only
     assert "files/gradkit_tools/release.py" not in names and "files/gradkit/release.py" not in names
     assert not [n for n in names if n.startswith("files/gradkit_tools/")]
@@ -202,7 +217,7 @@ def test_runtime_sources_carry_the_packages_and_one_assignments_statistics():
     files = runtime_sources(a1)
     assert RUNTIME_PACKAGES == ("gradkit", "gradkit_grader")
     assert {path.split("/")[0] for path in files} == set(RUNTIME_PACKAGES)
-    assert "gradkit/__init__.py" in files and "gradkit_grader/guard.py" in files
+    assert "gradkit/__init__.py" in files and "gradkit_grader/seeding.py" in files
     assert not any("__pycache__" in p or p.endswith(".pyc") for p in files)
     assert [p for p in files if p.startswith("gradkit_grader/course/")] == [
         "gradkit_grader/course/__init__.py", "gradkit_grader/course/a1_clipping/statistics.py"]

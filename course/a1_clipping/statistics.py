@@ -24,7 +24,7 @@ from keras import ops
 
 from gradkit import diagnostics
 from gradkit.data import linear_explode
-from gradkit_grader.guard import student_call, time_limit
+from gradkit.guard import student_call, time_limit
 from gradkit_grader.statistic import Check
 
 __all__ = ["CHECKS", "clip_by_global_norm", "converge_band_text", "converge_log10_mse", "fit_line",

@@ -30,10 +30,10 @@ from scipy import stats
 
 from gradkit._ensemble_layers import EnsembleDense, derive_seed
 from gradkit.data import circles
-from gradkit.initializers import compute_fans
+from gradkit.guard import assert_finite, student_call, time_limit
 from gradkit.stats import variance_interval, wilson_interval
 from gradkit_grader.bands import memo
-from gradkit_grader.guard import assert_finite, student_call, time_limit
+from gradkit_grader.course.a2_init.reference import compute_fans
 from gradkit_grader.seeding import code_fingerprint
 from gradkit_grader.statistic import Check
 
@@ -49,7 +49,7 @@ def _draws(fn: Any, what: str, calls: list[tuple[tuple, int]], tol: Mapping, *, 
     guarded call (time limit ``call_timeout_s`` for them all); fails on None, a dtype other than
     float32 (when ``dtype``), NaN/inf or the wrong shape."""
     out = student_call(lambda: [fn(shape, dtype="float32", seed=seed) for shape, seed in calls],
-                       timeout_s=tol["call_timeout_s"], what=what)
+                       timeout_s=tol["call_timeout_s"], what=what, forbid_as=what)
     arrays = []
     for (shape, _), w in zip(calls, out):
         assert w is not None, f"{what} returned None: replace the ... by your code and return the tensor"

@@ -14,7 +14,7 @@ and score a collapse rate by band (:mod:`gradkit_grader.bands`):
 Both check the plumbing first (members, epochs and confidence forwarded, flags that agree with
 the outputs wherever the answer is unambiguous); a failure there fails every band case with the
 message. The rates themselves are computed from the study's outputs with the definition
-(:func:`gradkit.ensemble.is_collapsed`, tolerances.yml ``rtol``), so a detector that errs only near
+(:func:`.reference.constant_members`, tolerances.yml ``rtol``), so a detector that errs only near
 the threshold (Q2's business, graded there) does not move them. The members of one study are
 i.i.d. (each has its own data, initial weights and batch order, :mod:`gradkit.ensemble`), so a
 correct submission's count is Binomial(``study_members``, p); NOTES.md states p, measured on
@@ -30,9 +30,10 @@ import numpy as np
 from keras import ops
 
 from gradkit.activations import ACTIVATIONS
-from gradkit.ensemble import INTERVAL, build_ensemble_mlp, collapse_rate, is_collapsed
+from gradkit.ensemble import INTERVAL, build_ensemble_mlp
+from gradkit.guard import student_call
 from gradkit.stats import wilson_interval
-from gradkit_grader.guard import student_call
+from gradkit_grader.course.a3_dying_relu import reference as reference_answers
 from gradkit_grader.seeding import seed_in_failures
 from gradkit_grader.statistic import Check
 
@@ -103,7 +104,7 @@ def study_result(components: Mapping[str, Any], tol: Mapping[str, Any], seed: in
         f"are not flagged collapsed, and of those whose output range is >= {tol['live_range_fraction']:g} x the "
         f"target's, {int(np.sum(collapsed[live]))} are flagged collapsed. Use your is_collapsed with "
         "TARGET_RANGE as the detector (collapsed = range <= rtol * target range).")
-    return is_collapsed(outputs, rtol=tol["rtol"], scale=scale) & ~diverged, flat, diverged
+    return reference_answers.constant_members(outputs, rtol=tol["rtol"], scale=scale) & ~diverged, flat, diverged
 
 
 def _target_range(tol: Mapping[str, Any]) -> float:
@@ -165,21 +166,12 @@ def leaky_rate(components: Mapping[str, Any], tol: Mapping[str, Any], seed: int)
         return compute()
 
 
-def _reference_run_study(activation, members=1000, *, epochs=10, seed=0, confidence=0.95, progress=True):
-    """The master's run_study with gradkit's detector (collapse_rate's default = the definition)."""
-    return collapse_rate(activation, members=members, epochs=epochs, seed=seed, target="abs",
-                         confidence=confidence, progress=progress)
-
-
-def _reference_is_collapsed(model_outputs, target_range, rtol=1e-3):
-    return is_collapsed(model_outputs, rtol=rtol, scale=target_range)
-
-
 def reference(tol: Mapping[str, Any]) -> dict[str, Any]:
     """gradkit's own correct components: run_study, leaky_relu (slope ``default_slope``), is_collapsed."""
     slope = tol["default_slope"]
     leaky = ACTIVATIONS["leaky_relu"] if slope == 0.01 else partial(ops.leaky_relu, negative_slope=slope)
-    return {"run_study": _reference_run_study, "leaky_relu": leaky, "is_collapsed": _reference_is_collapsed}
+    return {"run_study": reference_answers.run_study, "leaky_relu": leaky,
+            "is_collapsed": reference_answers.is_collapsed}
 
 
 CHECKS = (

@@ -22,60 +22,23 @@ from typing import Any, Mapping
 
 import keras
 import numpy as np
-from keras import layers
 
-from gradkit.activations import get_activation
 from gradkit.data import two_spirals
 from gradkit.diagnostics import gradient_norms
-from gradkit.initializers import get_initializer
+from gradkit.guard import assert_finite, student_call
 from gradkit.models import build_mlp
-from gradkit.models import build_resnet as _library_resnet
-from gradkit_grader.guard import assert_finite, student_call
+from gradkit_grader.course.a4_resnet.reference import build_resnet, residual_block
 from gradkit_grader.seeding import seed_in_failures
 from gradkit_grader.statistic import Check
 
-__all__ = ["residual_block", "build_resnet", "reference", "first_layer_gradient",
+__all__ = ["reference", "first_layer_gradient",
            "gradient_statistic", "training_statistic", "CHECKS"]
 
 
 # --------------------------------------------------------------------------- reference components
 
-def residual_block(x, units: int, *, activation: Any = "relu", initializer: Any = "he_normal",
-                   seed: int | None = None, name: str = "block"):
-    """gradkit's post-activation residual block, as the assignment specifies it.
-
-    ``act(BN(Dense(act(BN(Dense(x))))) + skip(x))`` with ``skip(x) = x`` when ``x`` has ``units``
-    features, else ``Dense(units, use_bias=False)(x)``; Dense layer ``i`` is seeded ``seed + i``.
-    """
-    act = get_activation(activation)
-
-    def dense(i: int, suffix: str, **kw):
-        init = get_initializer(initializer, None if seed is None else seed + i)
-        return layers.Dense(units, kernel_initializer=init, name=f"{name}_{suffix}", **kw)
-
-    h = dense(0, "dense1")(x)
-    h = layers.BatchNormalization(name=f"{name}_bn1")(h)
-    h = layers.Activation(act, name=f"{name}_act1")(h)
-    h = dense(1, "dense2")(h)
-    h = layers.BatchNormalization(name=f"{name}_bn2")(h)
-    skip = x if x.shape[-1] == units else dense(2, "proj", use_bias=False)(x)
-    h = layers.Add(name=f"{name}_add")([h, skip])
-    return layers.Activation(act, name=f"{name}_out")(h)
-
-
-def build_resnet(depth: int, width: int, input_dim: int, output_dim: int, *, activation: Any = "relu",
-                 initializer: Any = "he_normal", output_activation: Any = "sigmoid", seed: int | None = 0,
-                 name: str = "resnet") -> keras.Model:
-    """gradkit's ResNet with the assignment's signature: ``depth`` of :func:`residual_block`, then
-    ``Dense(output_dim, output_activation)`` (:func:`gradkit.models.build_resnet` without stem and
-    head layers)."""
-    return _library_resnet(depth, width, block=residual_block, activation=activation, initializer=initializer,
-                           input_dim=input_dim, output_dim=output_dim, output_activation=output_activation,
-                           stem_layers=0, head_layers=0, seed=seed, name=name)
-
-
 def reference(tol: Mapping[str, Any]) -> dict[str, Any]:  # noqa: ARG001 - same components for every section
-    """gradkit's own correct components, keyed like the student's names."""
+    """gradkit's own correct components (:mod:`.reference`), keyed like the student's names."""
     return {"residual_block": residual_block, "build_resnet": build_resnet}
 
 

@@ -1,10 +1,12 @@
 """gradkit: auto-graded assignments on why deep networks fail to train, and the fixes.
 
 The library behind the assignments and their hidden tests: data sets of the
-seed notebooks, plain and residual MLP builders with pluggable components,
-gradient / activation diagnostics, an ensemble trainer that trains a thousand
-small networks as one Keras model, and statistics for tolerances. This is the
-package students install; the hidden tests' runtime is :mod:`gradkit_grader`
+seed notebooks, plain and residual MLP builders with the seeds' blocks and
+pluggable components, gradient / activation diagnostics, an ensemble trainer that trains a thousand small
+networks as one Keras model, statistics for tolerances, and the guards the
+notebooks' public tests put around student calls. This is the package students
+install (``gradkit release`` builds its wheel): it holds no answer to any stub.
+The hidden tests' runtime, with the reference answers, is :mod:`gradkit_grader`
 and the tool chain (``gradkit release``, ``gradkit grade``) :mod:`gradkit_tools`.
 
 Keras 3 with any backend (TensorFlow by default; JAX and PyTorch work too).
@@ -20,14 +22,14 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "ACTIVATIONS": "gradkit.activations", "activation_name": "gradkit.activations",
     "get_activation": "gradkit.activations",
-    "INITIALIZERS": "gradkit.initializers", "compute_fans": "gradkit.initializers",
+    "INITIALIZERS": "gradkit.initializers",
     "get_initializer": "gradkit.initializers",
     "BLOCKS": "gradkit.models", "bn_dense_dense_block": "gradkit.models", "build_mlp": "gradkit.models",
     "build_resnet": "gradkit.models", "dense_bn_relu_block": "gradkit.models",
     "variance_interval": "gradkit.stats", "wilson_interval": "gradkit.stats",
-    "collapse_rate": "gradkit.ensemble", "is_collapsed": "gradkit.ensemble",
+    "collapse_rate": "gradkit.ensemble",
 }
-_SUBMODULES = ("data", "diagnostics", "plots", "ensemble", "stats")
+_SUBMODULES = ("data", "diagnostics", "plots", "ensemble", "stats", "guard")
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
 

@@ -1,6 +1,6 @@
 """Looking inside a network on a fixed batch ``(x, y)``: per-kernel gradients
 (:func:`gradients`, :func:`gradient_norms`), per-layer outputs
-(:func:`layer_outputs`, :func:`activation_stats`, :func:`activation_std`),
+(:func:`layer_outputs`, :func:`activation_stats`),
 and gradient histograms in TensorBoard (:class:`GradientHistogramCallback`).
 
 All of it runs on the TensorFlow and JAX backends of Keras 3 (both tested);
@@ -25,7 +25,6 @@ __all__ = [
     "gradient_norms",
     "layer_outputs",
     "activation_stats",
-    "activation_std",
     "GradientHistogramCallback",
 ]
 
@@ -211,18 +210,6 @@ def activation_stats(model: keras.Model, x, layers=None, *, dead_tol: float = 0.
                      "dead_fraction": float(np.mean(np.all(units <= dead_tol, axis=0))),
                      "saturation_fraction": sat})
     return rows
-
-
-def activation_std(model: keras.Model, x, layers=None) -> np.ndarray:
-    """Standard deviation of each layer's output over all entries.
-
-    Returns
-    -------
-    numpy.ndarray, shape ``(n_layers,)``
-        In the order of :func:`layer_outputs`.
-    """
-    outputs = layer_outputs(model, x, layers)
-    return np.array([float(np.std(a.astype(np.float64))) for a in outputs.values()])
 
 
 def _require_tensorflow():

@@ -21,10 +21,13 @@ build_ensemble_mlp(members, depth, width, *, activation="relu", initializer="he_
 member_model(ensemble, m) -> keras.Sequential  (ordinary Dense MLP holding member m's weights)
 fit_ensemble(model, x, y, *, epochs, batch_size, learning_rate=1e-3, optimizer="adam",
              seed=0, progress=True, jit_compile="auto") -> np.ndarray (epochs, M)
-is_collapsed(outputs, *, rtol=DEFAULT_RTOL, scale=1.0) -> np.ndarray of bool (M,)
-collapse_rate(activation="relu", *, members=1000, depth=10, width=2, n_train=3000, batch_size=64,
+collapse_rate(activation="relu", *, detector, members=1000, depth=10, width=2, n_train=3000, batch_size=64,
               epochs=10, target="abs", initializer="he_normal", learning_rate=1e-3, confidence=0.95,
-              detector=None, grid_points=DEFAULT_GRID_POINTS, seed=0, progress=True) -> CollapseResult
+              grid_points=DEFAULT_GRID_POINTS, seed=0, progress=True) -> CollapseResult
+summarize_collapse(outputs, *, detector, losses=None, confidence=0.95, activation="") -> CollapseResult
+
+The detector (which members compute a constant function) is always the caller's: it is a stub of
+assignment a3_dying_relu, whose reference lives with that assignment's grader, not here.
 
 Independence of members
 -----------------------
@@ -73,7 +76,7 @@ from .activations import activation_name
 from .stats import wilson_interval
 
 __all__ = ["EnsembleDense", "MemberwiseInitializer", "EnsembleMSE", "MemberMSE",
-           "build_ensemble_mlp", "member_model", "fit_ensemble", "is_collapsed",
+           "build_ensemble_mlp", "member_model", "fit_ensemble",
            "collapse_rate", "summarize_collapse", "CollapseResult", "TARGETS", "INTERVAL",
            "DEFAULT_RTOL", "DEFAULT_GRID_POINTS"]
 
@@ -207,33 +210,6 @@ def fit_ensemble(model: keras.Model, x, y, *, epochs: int, batch_size: int,
     return history
 
 
-def is_collapsed(outputs, *, rtol: float = DEFAULT_RTOL, scale=1.0) -> np.ndarray:
-    """Which members compute a constant function (Lu et al. 2019, Def. 1).
-
-    Parameters
-    ----------
-    outputs : array, ``(grid, M)`` or ``(grid, output_dim, M)``
-        Each member's output on an evaluation grid over the input interval.
-    rtol : float
-        Collapsed iff ``max - min`` over the grid ``<= rtol * scale`` (for every
-        output feature). Default :data:`DEFAULT_RTOL`.
-    scale : float or array broadcastable to ``(M,)``
-        The target's ``max - min`` on the grid; 1.0 makes ``rtol`` absolute.
-
-    Returns
-    -------
-    np.ndarray of bool, ``(M,)``. Members with a non-finite output are False.
-    """
-    out = np.asarray(outputs, dtype=np.float64)
-    if out.ndim == 2:
-        out = out[:, None, :]
-    if out.ndim != 3:
-        raise ValueError(f"outputs must be (grid, M) or (grid, output_dim, M), got {out.shape}")
-    spread = out.max(axis=0) - out.min(axis=0)  # (output_dim, M); NaN stays NaN
-    with np.errstate(invalid="ignore"):
-        return np.all(spread <= rtol * np.asarray(scale, dtype=np.float64), axis=0)
-
-
 @dataclasses.dataclass(frozen=True, eq=False)
 class CollapseResult:
     """Outcome of :func:`collapse_rate`.
@@ -267,11 +243,10 @@ class CollapseResult:
         return s + (f"; {nd} diverged member(s) excluded" if nd else "")
 
 
-def collapse_rate(activation: Any = "relu", *, members: int = 1000, depth: int = 10, width: int = 2,
-                  n_train: int = 3000, batch_size: int = 64, epochs: int = 10,
+def collapse_rate(activation: Any = "relu", *, detector: Callable[[np.ndarray], np.ndarray], members: int = 1000,
+                  depth: int = 10, width: int = 2, n_train: int = 3000, batch_size: int = 64, epochs: int = 10,
                   target: str | Callable = "abs", initializer: Any = "he_normal",
                   learning_rate: float = 1e-3, confidence: float = 0.95,
-                  detector: Callable[[np.ndarray], np.ndarray] | None = None,
                   grid_points: int = DEFAULT_GRID_POINTS, seed: int | np.random.Generator = 0,
                   progress: bool = True) -> CollapseResult:
     """Fraction of ``members`` independently trained nets that collapse to a constant.
@@ -281,11 +256,11 @@ def collapse_rate(activation: Any = "relu", *, members: int = 1000, depth: int =
     ``x ~ U[-sqrt 7, sqrt 7]`` (from ``default_rng([seed, 1, m])``) and ``y = target(x)``.
 
     ``target`` is a :data:`TARGETS` name or an elementwise numpy function of x.
-    ``detector``, if given, replaces :func:`is_collapsed`: called as
-    ``detector(outputs)`` with the ``(grid_points, M)`` float32 outputs on
-    ``linspace(*INTERVAL, grid_points)``, it returns a bool array ``(M,)``
-    (True = collapsed). Diverged members (non-finite) are excluded from the rate
-    whatever the detector says; see :class:`CollapseResult`.
+    ``detector`` decides which members collapsed: called as ``detector(outputs)``
+    with the ``(grid_points, M)`` float32 outputs on ``linspace(*INTERVAL,
+    grid_points)``, it returns a bool array ``(M,)`` (True = collapsed). Diverged
+    members (non-finite) are excluded from the rate whatever the detector says;
+    see :class:`CollapseResult`.
     """
     seed = int_seed(seed)
     f = _target_fn(target)
@@ -300,21 +275,20 @@ def collapse_rate(activation: Any = "relu", *, members: int = 1000, depth: int =
     grid = np.linspace(*INTERVAL, grid_points, dtype=np.float32)
     xg = np.broadcast_to(grid[:, None, None], (grid_points, 1, members))
     outputs = ops.convert_to_numpy(model(xg, training=False))[:, 0, :]  # no predict() compile
-    tg = np.asarray(f(grid.astype(np.float64)))
-    return summarize_collapse(outputs, scale=float(tg.max() - tg.min()), losses=losses,
-                              detector=detector, confidence=confidence,
+    return summarize_collapse(outputs, losses=losses, detector=detector, confidence=confidence,
                               activation=activation_name(activation))
 
 
-def summarize_collapse(outputs, *, scale=1.0, losses=None, detector=None, rtol: float = DEFAULT_RTOL,
+def summarize_collapse(outputs, *, detector: Callable[[np.ndarray], np.ndarray], losses=None,
                        confidence: float = 0.95, activation: str = "") -> CollapseResult:
     """:class:`CollapseResult` from grid outputs ``(grid, M)`` and, optionally, the
-    loss history ``(epochs, M)`` (a non-finite last entry marks a member diverged).
-    ``detector(outputs) -> bool (M,)`` defaults to ``is_collapsed(outputs, rtol=rtol, scale=scale)``."""
+    loss history ``(epochs, M)`` (a non-finite last entry marks a member diverged);
+    ``detector(outputs) -> bool (M,)`` says which members collapsed."""
+    if not callable(detector):
+        raise TypeError(f"detector must be a function outputs -> bool array (members,), got {type(detector).__name__}")
     outputs = np.asarray(outputs)
     members = outputs.shape[-1]
-    collapsed = np.asarray(detector(outputs) if detector is not None
-                           else is_collapsed(outputs, rtol=rtol, scale=scale), dtype=bool)
+    collapsed = np.asarray(detector(outputs), dtype=bool)
     if collapsed.shape != (members,):
         raise ValueError(f"detector must return a bool array of shape ({members},), got {collapsed.shape}")
     diverged = ~np.isfinite(outputs.reshape(-1, members)).all(axis=0)

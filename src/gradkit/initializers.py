@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import keras
 
-__all__ = ["INITIALIZERS", "compute_fans", "get_initializer", "reseeded"]
+__all__ = ["INITIALIZERS", "get_initializer", "reseeded"]
 
 #: name -> factory(seed) of a Keras initializer.
 INITIALIZERS: dict[str, Callable[..., keras.initializers.Initializer]] = {
@@ -30,26 +30,6 @@ INITIALIZERS: dict[str, Callable[..., keras.initializers.Initializer]] = {
     "zeros": lambda seed=None: keras.initializers.Zeros(),
     "ones": lambda seed=None: keras.initializers.Ones(),
 }
-
-
-def compute_fans(shape: tuple[int, ...]) -> tuple[int, int]:
-    """``(fan_in, fan_out)`` of a kernel, Keras convention.
-
-    A Dense kernel ``(in, out)`` has fans ``(in, out)``; a convolution kernel
-    ``(*spatial, in, out)`` multiplies both by the receptive field size
-    ``prod(spatial)``.
-    """
-    shape = tuple(int(s) for s in shape)
-    if len(shape) == 0:
-        return 1, 1
-    if len(shape) == 1:
-        return shape[0], shape[0]
-    if len(shape) == 2:
-        return shape[0], shape[1]
-    receptive = 1
-    for s in shape[:-2]:
-        receptive *= s
-    return shape[-2] * receptive, shape[-1] * receptive
 
 
 def reseeded(init: Any, seed: int | None) -> Any:

@@ -11,6 +11,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from gradkit import forbid
+
 __all__ = ["input_gradient", "backend_gradient"]
 
 
@@ -56,7 +58,8 @@ def input_gradient(fn: Callable[..., Any], x: Any, **kwargs: Any) -> np.ndarray:
     Parameters
     ----------
     fn : callable
-        The student's function, or a handle on it in the student's kernel.
+        The student's function, or a handle on it in the student's kernel. What its assignment
+        forbids it to call (:mod:`gradkit.forbid`, by its name) fails the test here too.
     x : array-like
         The point, any shape; used as float32.
     **kwargs
@@ -66,7 +69,14 @@ def input_gradient(fn: Callable[..., Any], x: Any, **kwargs: Any) -> np.ndarray:
     -------
     ndarray of float64, shape of ``x``
     """
+    rule = forbid.rule_for(getattr(fn, "__name__", None))
     remote = getattr(fn, "gradient", None)
     if getattr(type(fn), "__gradkit_canonical__", None) is not None and remote is not None:
-        return np.asarray(remote(np.asarray(x, dtype="float32"), **kwargs), dtype=np.float64)
-    return backend_gradient(fn, x, kwargs)
+        return np.asarray(remote(np.asarray(x, dtype="float32"), forbid=rule, **kwargs), dtype=np.float64)
+    if rule is None:
+        return backend_gradient(fn, x, kwargs)
+    g, called = forbid.traced_call(backend_gradient, (fn, x, kwargs), {}, rule.get("calls", ()),
+                                   rule.get("direct", ()), home=getattr(fn, "__globals__", None))
+    if called:
+        raise AssertionError(forbid.message(getattr(fn, "__name__", "your function"), called, rule))
+    return g

@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gradkit import forbid
 from gradkit_grader import autodiff, kernelshim, seeding
 from gradkit_grader.kernel import KernelGone, KernelSession
 from gradkit_grader.remote import Student, StudentRaised
@@ -68,12 +69,17 @@ def grading_cell(source: str) -> list[str] | None:
     return checked
 
 
+#: The assignment's forbidden calls per stub (tolerances.yml ``forbidden``, :mod:`gradkit.forbid`),
+#: written next to the tests by ``gradkit release``.
+FORBIDDEN_FILE = "forbidden.json"
+
+
 def install_code() -> str:
     """The code that installs the request handler (:mod:`gradkit_grader.kernelshim`) in a kernel,
     in a namespace of its own: only ``__gradkit_rpc__`` is added to the notebook's names."""
     helpers = "\n".join(["from __future__ import annotations", "import inspect, types",
                          inspect.getsource(seeding._code_bytes), inspect.getsource(seeding._canonical),
-                         inspect.getsource(autodiff.backend_gradient)])
+                         inspect.getsource(autodiff.backend_gradient), inspect.getsource(forbid.traced_call)])
     return (
         "def __gradkit_install__():\n"
         f"    shim, canon = {{}}, {{}}\n"
@@ -82,7 +88,7 @@ def install_code() -> str:
         "    ip = get_ipython()\n"
         "    return shim['install'](ip.user_ns, canon['_canonical'],\n"
         "                           lambda data: ip.display_pub.publish(data=data, metadata={}),\n"
-        "                           canon['backend_gradient'])\n"
+        "                           canon['backend_gradient'], canon['traced_call'])\n"
         "__gradkit_rpc__ = __gradkit_install__()\n"
         "del __gradkit_install__\n")
 
@@ -126,6 +132,7 @@ def grade(autograder: Path, notebook: Path, outdir: Path, *, prefix: list[str] =
     t0 = time.monotonic()
     seconds = report["seconds"] = {"setup": 0.0, "kernel_start": 0.0, "cells": 0.0, "tests": 0.0}
     files = _test_files(autograder)
+    rules = json.loads((autograder / FORBIDDEN_FILE).read_text()) if (autograder / FORBIDDEN_FILE).is_file() else {}
     nb = json.loads(notebook.read_text())
     seconds["setup"] = round(time.monotonic() - t0, 2)
     session = KernelSession(notebook.parent, prefix=list(prefix), env=env, log=kernel_log, preexec=preexec)
@@ -161,7 +168,8 @@ def grade(autograder: Path, notebook: Path, outdir: Path, *, prefix: list[str] =
                     report["notes"].append(f"{q}: the kernel's answer to the grader was not data "
                                            f"({type(exc).__name__}: {str(exc)[:120]})")
                 before = len(student.notes)
-                files[q].run(env_q)
+                with forbid.forbidding(rules):  # each stub's forbidden calls, checked in its kernel
+                    files[q].run(env_q)
                 report["notes"] += [f"{q}: {n}" for n in student.notes[before:]]
             seconds["tests"] = round(seconds["tests"] + time.monotonic() - started, 2)
 

@@ -11,7 +11,9 @@ Whatever the student's code does to this code, its names or the libraries it use
 what the kernel answers: the harness checks every answer as data from an untrusted source.
 Requests (``op``):
 
-``call``      call the name or handle ``target`` with ``args`` / ``kwargs``;
+``call``      call the name or handle ``target`` with ``args`` / ``kwargs`` (with ``forbid``, under
+              ``traced_call`` of :mod:`gradkit.forbid`, sent along: a ``ForbiddenCall`` error names
+              what the rule forbids and the call made);
 ``lookup``    ``{name: "callable" | "value" | null}`` for ``names``, and the values of non-callables;
 ``canonical`` the bytes the per-submission seed is derived from (``_canonical`` of
               :mod:`gradkit_grader.seeding`, whose source the harness sends along);
@@ -22,7 +24,7 @@ Requests (``op``):
 MIME = "application/x.gradkit-rpc+json"
 
 
-def install(user_ns, canonical, publish, gradient):  # noqa: C901 - one closure, sent as text
+def install(user_ns, canonical, publish, gradient, traced):  # noqa: C901 - one closure, sent as text
     """Return the request handler bound to the kernel's namespace ``user_ns``."""
     import base64
     import dataclasses
@@ -31,6 +33,9 @@ def install(user_ns, canonical, publish, gradient):  # noqa: C901 - one closure,
     import traceback
 
     import numpy as np
+
+    class ForbiddenCall(Exception):
+        """The call made one a rule forbids; the message lists their names, one per line."""
 
     refs = {}
     tokens = {}
@@ -177,13 +182,29 @@ def install(user_ns, canonical, publish, gradient):  # noqa: C901 - one closure,
             return {"bytes": base64.b64encode(canonical(resolve(req["target"]))).decode("ascii")}
         if op == "grad":
             x = dec(req["x"], [])
-            return enc(np.asarray(gradient(resolve(req["target"]), x, dec(req["kwargs"], [])), dtype=np.float64))
+            fn = resolve(req["target"])
+            args = (fn, x, dec(req["kwargs"], []))
+            if req.get("forbid"):
+                rule = req["forbid"]
+                g, called = traced(gradient, args, {}, rule.get("calls", ()), rule.get("direct", ()),
+                                   getattr(fn, "__globals__", None))
+                if called:
+                    raise ForbiddenCall("\n".join(called))
+            else:
+                g = gradient(*args)
+            return enc(np.asarray(g, dtype=np.float64))
         if op == "call":
             inputs = []
             fn = resolve(req["target"])
             args = dec(req["args"], inputs)
             kwargs = dec(req["kwargs"], inputs)
-            result = fn(*args, **kwargs)
+            if req.get("forbid"):
+                rule = req["forbid"]
+                result, called = traced(fn, args, kwargs, rule.get("calls", ()), rule.get("direct", ()))
+                if called:
+                    raise ForbiddenCall("\n".join(called))
+            else:
+                result = fn(*args, **kwargs)
             if not inputs:
                 return enc(result)
             import keras

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import base64
 import sys
-from typing import Any
+from typing import Any, Mapping
 
 from gradkit_grader import wire
 from gradkit_grader.kernel import KernelSession
@@ -248,12 +248,14 @@ class Remote:
     def __gradkit_canonical__(self) -> bytes:
         return self.student.canonical(self)
 
-    def call(self, *args: Any, timeout_s: float | None = None, **kwargs: Any) -> Any:
+    def call(self, *args: Any, timeout_s: float | None = None, forbid: Mapping[str, Any] | None = None,
+             **kwargs: Any) -> Any:
         keras = sys.modules.get("keras")
         symbolic = [] if keras is None else [a for a in [*args, *kwargs.values()] if isinstance(a, keras.KerasTensor)]
         req = {"op": "call", "target": {"ref": self.ref}, "args": self.student.encode(list(args)),
                "kwargs": self.student.encode(dict(kwargs))}
-        out = self.student.decode(self.student.request(req, timeout_s=timeout_s, what=self.__name__),
+        forbid = self._forbid(req, forbid)
+        out = self.student.decode(self._request(req, timeout_s, self.__name__, forbid),
                                   where=f"what {self.__name__} returned")
         if not symbolic:
             return out
@@ -266,10 +268,55 @@ class Remote:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.call(*args, **kwargs)
 
-    def gradient(self, x: Any, *, timeout_s: float | None = None, **kwargs: Any) -> Any:
+    def __gradkit_call__(self, args: tuple, kwargs: dict, *, timeout_s: float, what: str,
+                         forbid: Mapping[str, Any] | None = None) -> Any:
+        """:func:`gradkit.guard.student_call` of this handle: what the student's code did wrong in the
+        kernel (raised, exited, ran past ``timeout_s``, killed its kernel, called what ``forbid``
+        forbids: :mod:`gradkit.forbid`) as an ``AssertionError``."""
+        from gradkit.guard import StudentTimeout
+        from gradkit_grader.kernel import KernelGone, KernelTimeout
+
+        try:
+            return self.call(*args, timeout_s=timeout_s, forbid=forbid, **kwargs)
+        except KernelTimeout:
+            raise StudentTimeout(f"timeout after {timeout_s:g} s in {what}") from None
+        except KernelGone as exc:
+            raise AssertionError(f"{what} could not run: {exc}") from None
+        except StudentRaised as exc:
+            if exc.type_name in ("SystemExit", "KeyboardInterrupt"):
+                raise AssertionError(f"{what} raised {exc.type_name}; "
+                                     "do not exit or interrupt inside graded code") from None
+            if exc.type_name == "AssertionError":
+                raise AssertionError(exc.message or f"{what} raised AssertionError") from None
+            raise AssertionError(f"{what} raised {exc}") from None
+
+    def gradient(self, x: Any, *, timeout_s: float | None = None, forbid: Mapping[str, Any] | None = None,
+                 **kwargs: Any) -> Any:
         """d/dx of ``sum(self(x, **kwargs))`` at ``x``, by autodiff in the kernel
-        (:func:`gradkit_grader.autodiff.input_gradient`)."""
+        (:func:`gradkit_grader.autodiff.input_gradient`); under ``forbid``'s tracer when given."""
         req = {"op": "grad", "target": {"ref": self.ref}, "x": self.student.encode(x),
                "kwargs": self.student.encode(dict(kwargs))}
+        forbid = self._forbid(req, forbid)
         what = f"the gradient of {self.__name__}"
-        return self.student.decode(self.student.request(req, timeout_s=timeout_s, what=what), where=what)
+        return self.student.decode(self._request(req, timeout_s, what, forbid), where=what)
+
+    def _forbid(self, req: dict, forbid: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+        """Put the stub's forbidden calls (``forbid``, else the rule of this handle's name set by
+        :func:`gradkit.forbid.forbidding`) into ``req``: the kernel runs it under the tracer."""
+        from gradkit.forbid import rule_for
+
+        forbid = forbid if forbid is not None else rule_for(self.__name__)
+        if forbid:
+            req["forbid"] = {"calls": [str(c) for c in forbid.get("calls", ())],
+                             "direct": [str(c) for c in forbid.get("direct", ())]}
+        return forbid
+
+    def _request(self, req: dict, timeout_s: float | None, what: str, forbid: Mapping[str, Any] | None) -> Any:
+        try:
+            return self.student.request(req, timeout_s=timeout_s, what=what)
+        except StudentRaised as exc:
+            if exc.type_name == "ForbiddenCall" and forbid:
+                from gradkit.forbid import message
+
+                raise AssertionError(message(self.__name__, exc.message.split("\n")[:20], forbid)) from None
+            raise

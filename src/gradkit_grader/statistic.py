@@ -33,7 +33,7 @@ class Check:
         ``statistic(components, tol, seed) -> float``: ``components`` maps the student names
         the test uses (e.g. ``"glorot_uniform"``) to objects; ``tol`` is the assignment's
         tolerances (``course/<name>/tolerances.yml``); ``seed`` the test's seed. Student calls inside are guarded
-        (:func:`gradkit_grader.guard.student_call`).
+        (:func:`gradkit.guard.student_call`).
     full : str
         Key in ``tol`` of the bound that earns full credit (a pass/fail test: its bound).
     zero : str or None

@@ -16,10 +16,12 @@ __all__ = ["main", "build_parser"]
 
 def _cmd_collapse(args: argparse.Namespace) -> int:
     from gradkit.ensemble import collapse_rate
+    from gradkit_grader.course.a3_dying_relu.reference import detector
 
     for activation in args.activation:
         result = collapse_rate(
             activation,
+            detector=detector(args.target),
             members=args.members,
             depth=args.depth,
             width=args.width,

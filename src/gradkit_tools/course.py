@@ -28,7 +28,8 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 __all__ = ["ConfigError", "Assignment", "LIMITS_SCHEMA", "TOLERANCES_SCHEMA", "find_course", "assignments",
-           "assignment", "load_limits", "load_tolerances", "tolerances", "budgets", "statistics_module"]
+           "assignment", "load_limits", "load_tolerances", "tolerances", "budgets", "forbidden",
+           "statistics_module"]
 
 Number = (int, float)
 LIMITS_FILE = "grading.yml"
@@ -44,6 +45,7 @@ LIMITS_SCHEMA: dict[str, Any] = {
 #: false-fail budget per evaluation and how its bound meets it (``exact`` or ``empirical``).
 TOLERANCES_SCHEMA: dict[str, Any] = {
     "budgets": {"*": {"budget": Number, "method": str}},
+    "forbidden": {"*": {"calls": list, "direct": list, "reason": str}},
     "*": (int, float, str, bool, list),
 }
 
@@ -70,6 +72,12 @@ class Assignment:
     @property
     def statistics_file(self) -> Path:
         return self.folder / "statistics.py"
+
+    @property
+    def grader_modules(self) -> list[Path]:
+        """The assignment's Python modules (``statistics.py``, ``reference.py``, ...): shipped in its
+        autograder zip only, as ``gradkit_grader.course.<name>.<module>``."""
+        return sorted(self.folder.glob("*.py"))
 
     @property
     def answers_file(self) -> Path:
@@ -172,17 +180,23 @@ def load_tolerances(name: str, course: str | os.PathLike | None = None) -> dict[
 
 
 def tolerances(name: str, course: str | os.PathLike | None = None) -> dict[str, Any]:
-    """The values of assignment ``name``'s tolerances (without ``budgets``), as a plain dict.
+    """The values of assignment ``name``'s tolerances (without ``budgets`` and ``forbidden``), as a plain dict.
 
     Master notebooks call this inside hidden tests as ``tol = tolerances("a3_dying_relu")``;
     ``gradkit release`` replaces the call by the literal dict, so graded tests never read a file.
     """
-    return {k: v for k, v in load_tolerances(name, course).items() if k != "budgets"}
+    return {k: v for k, v in load_tolerances(name, course).items() if k not in ("budgets", "forbidden")}
 
 
 def budgets(name: str, course: str | os.PathLike | None = None) -> dict[str, dict]:
     """``{hidden test: {"budget": float, "method": str}}`` of assignment ``name``."""
     return dict(load_tolerances(name, course).get("budgets", {}))
+
+
+def forbidden(name: str, course: str | os.PathLike | None = None) -> dict[str, dict]:
+    """``{stub: {calls, direct, reason}}``: what each stub of assignment ``name`` may not call
+    (:mod:`gradkit.forbid`); ``gradkit release`` writes it into the autograder as ``forbidden.json``."""
+    return {stub: dict(rule) for stub, rule in load_tolerances(name, course).get("forbidden", {}).items()}
 
 
 def statistics_module(assignment: Assignment) -> Any:

@@ -232,7 +232,7 @@ def classify(job: Job, prepared: Prepared, questions: dict[str, float], *,
         return "ungradable", (f"results disagree with the release manifest (questions/points {maxes} "
                               f"!= {questions}): tests were altered during grading"), zero, results
     notes = list(prepared.syntax)
-    for t in results.get("tests", []):  # per-test time limits (gradkit_grader.guard) are reasons, not just failures
+    for t in results.get("tests", []):  # per-test time limits (gradkit.guard) are reasons, not just failures
         hit = _TIMEOUT_TEXT.search(str(t.get("output") or "")) if "max_score" in t else None
         if hit and float(t.get("score") or 0) < float(t["max_score"]):
             notes.append(f"{t['name']}: {hit.group(0)}")

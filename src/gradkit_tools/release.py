@@ -7,7 +7,7 @@ For every assignment folder ``course/<name>/`` (:mod:`gradkit_tools.course`) rel
    ``tolerances("<name>")`` call becomes the literal dict of ``tolerances.yml``) and adds to
    the ASSIGNMENT CONFIG what the autograder needs to be self-contained: the packages
    ``gradkit`` (student side) and ``gradkit_grader`` (hidden-test runtime) with this
-   assignment's ``statistics.py`` as ``gradkit_grader/course/<name>/statistics.py``, as
+   assignment's modules (``statistics.py``, ``reference.py``) under ``gradkit_grader/course/<name>/``, as
    ``autograder_files`` folders, and their dependencies as ``requirements``;
 2. runs the real ``otter assign`` with its test run on (it grades the solution
    with the new autograder and must score full marks);
@@ -17,7 +17,10 @@ For every assignment folder ``course/<name>/`` (:mod:`gradkit_tools.course`) rel
    solution notebook, the reference submission; ``manifest.json``: sha256 of
    every zip entry and the points of every question), each with a
    ``GENERATED.md`` banner;
-4. scans the student folder for solution code, hidden tests and otter markers.
+4. scans the student folder for solution code, hidden tests and otter markers;
+5. builds the student package, ``assignments/gradkit-<version>-py3-none-any.whl``
+   (:mod:`gradkit_tools.wheel`): the ``gradkit`` package alone, which holds no answer to any
+   stub (those live in ``course/<name>/reference.py`` and ship in that assignment's zip only).
 
 ``check=True`` regenerates into a temporary folder and compares instead of
 writing: CI runs ``gradkit release --check``.
@@ -39,15 +42,17 @@ from typing import Any, Iterable
 import nbformat
 import yaml
 
+from gradkit_grader.harness import FORBIDDEN_FILE
 from gradkit_tools import reproducible
-from gradkit_tools.course import Assignment, ConfigError, find_course, tolerances
+from gradkit_tools.course import Assignment, ConfigError, find_course, forbidden, tolerances
 from gradkit_tools.course import assignments as course_assignments
 from gradkit_tools.master import MasterError, config_cell
 from gradkit_tools.scan import scan_release
 from gradkit_tools.tamper import to_python
+from gradkit_tools.wheel import build_wheel, student_requirements
 
 __all__ = ["ReleaseError", "StaleReleaseError", "Released", "release", "bake_tolerances", "runtime_sources",
-           "RUNTIME_PACKAGES", "BANNER_FILE", "MANIFEST_FILE", "ZIP_FILE", "SOLUTION_FILE"]
+           "RUNTIME_PACKAGES", "student_wheel", "BANNER_FILE", "MANIFEST_FILE", "ZIP_FILE", "SOLUTION_FILE"]
 
 BANNER_FILE = "GENERATED.md"
 MANIFEST_FILE = "manifest.json"
@@ -132,14 +137,15 @@ def runtime_sources(assignment: Assignment) -> dict[str, bytes]:
     """What an autograder zip of ``assignment`` carries of the kit: ``{path: bytes}``.
 
     Every source of the :data:`RUNTIME_PACKAGES` (a whole package: what belongs to it is decided
-    by where the file lives, not by a list), and the assignment's own ``statistics.py`` as
-    ``gradkit_grader/course/<name>/statistics.py``; no other assignment's statistics.
+    by where the file lives, not by a list), and the assignment's own modules (``statistics.py``,
+    ``reference.py``: :attr:`Assignment.grader_modules`) as ``gradkit_grader/course/<name>/``; no
+    other assignment's.
     """
     files: dict[str, bytes] = {}
     for package in RUNTIME_PACKAGES:
         files.update(_package_files(package))
-    if assignment.statistics_file.is_file():
-        files[f"gradkit_grader/course/{assignment.name}/statistics.py"] = assignment.statistics_file.read_bytes()
+    for module in assignment.grader_modules:
+        files[f"gradkit_grader/course/{assignment.name}/{module.name}"] = module.read_bytes()
     return dict(sorted(files.items()))
 
 
@@ -267,6 +273,24 @@ def _banner(source: str, what: str) -> str:
             f"CI runs `gradkit release --check` and fails when this folder is stale.\n")
 
 
+def student_wheel(out_dir: Path) -> Path:
+    """Build the student package's wheel (``gradkit`` only, its imports' requirements) into ``out_dir``."""
+    import gradkit
+
+    package = Path(gradkit.__file__).resolve().parent
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    return build_wheel(package, out_dir, version=gradkit.__version__,
+                       requires=student_requirements(package, pyproject))
+
+
+def _wheel_banner(wheel: str) -> str:
+    return ("# Generated files: do not edit by hand\n\n"
+            f"`{wheel}` is the student package, built from `src/gradkit/` (the notebooks' library and the\n"
+            "guards of their public tests; no answers, no hidden tests, no tool chain). Students install it\n"
+            f"into the Python their Jupyter runs: `pip install {wheel}`. Each folder here is one\n"
+            "assignment's student release, with a banner of its own.\n")
+
+
 def _release_one(assignment: Assignment, assignments: Path, autograder: Path, course: Path, tmp: Path) -> Released:
     t0 = time.perf_counter()
     name, master = assignment.name, assignment.master
@@ -290,6 +314,8 @@ def _release_one(assignment: Assignment, assignments: Path, autograder: Path, co
     (student / BANNER_FILE).write_text(_banner(source, "student release"))
 
     entries = _run_harness(reproducible.read_zip(zips[0]))
+    entries[FORBIDDEN_FILE] = (json.dumps(forbidden(name, course), indent=1, sort_keys=True) + "\n").encode()
+    entries = dict(sorted(entries.items()))
     questions = _questions(entries, tmp)
     ag = autograder / name
     ag.mkdir(parents=True, exist_ok=True)
@@ -364,8 +390,16 @@ def release(course: str | Path | None = None, assignments: str | Path = "assignm
         out_a, out_g = (tmp / "out" / assignments.name, tmp / "out" / autograder.name) if check \
             else (tmp / "stage" / assignments.name, tmp / "stage" / autograder.name)
         done = [_release_one(a, out_a, out_g, course, tmp) for a in chosen]
+        wheel = student_wheel(out_a)
+        (out_a / BANNER_FILE).write_text(_wheel_banner(wheel.name))
         if check:
             diffs: list[str] = []
+            for f in (wheel.name, BANNER_FILE):
+                if not (assignments / f).is_file():
+                    diffs.append(f"missing: {assignments}/{f}")
+                elif (assignments / f).read_bytes() != (out_a / f).read_bytes():
+                    diffs.append(f"differs: {assignments}/{f}")
+            diffs += [f"extra: {w}" for w in sorted(assignments.glob("gradkit-*.whl")) if w.name != wheel.name]
             for r in done:
                 diffs += reproducible.diff_trees(out_a / r.name, assignments / r.name, label=f"{assignments}/{r.name}")
                 diffs += reproducible.diff_trees(out_g / r.name, autograder / r.name, label=f"{autograder}/{r.name}")
@@ -381,6 +415,11 @@ def release(course: str | Path | None = None, assignments: str | Path = "assignm
             if diffs:
                 raise StaleReleaseError(diffs)
             return done
+        assignments.mkdir(parents=True, exist_ok=True)
+        for old in assignments.glob("gradkit-*.whl"):
+            old.unlink()
+        for f in (wheel.name, BANNER_FILE):
+            shutil.copyfile(out_a / f, assignments / f)
         for r in done:  # all assignments built and scanned: now replace the committed folders
             for staged, final in ((out_a / r.name, assignments / r.name), (out_g / r.name, autograder / r.name)):
                 if final.exists():

@@ -3,7 +3,7 @@
 :func:`scan_submission` runs on every notebook ``gradkit grade`` grades. It
 parses each code cell (after IPython's own transformation of magics) and
 reports syntax errors plus *flags*: code that touches ``tests/``,
-``grading.yml`` or gradkit's sources, rebinds ``grader``, reaches into
+``grading.yml`` or gradkit's sources, imports the grader's packages, rebinds ``grader``, reaches into
 ``sys.modules`` or ``builtins``, monkeypatches attributes of an imported
 library (``np.allclose = ...``, ``setattr(numpy, ...)``, ``keras.ops.x = ...``)
 or runs dynamic code (``exec``/``eval``), which could hide any of these.
@@ -57,6 +57,8 @@ _DEFERRED = {"atexit.register": "registers exit code (atexit)", "signal.signal":
              "sys.settrace": "installs a trace hook", "sys.setprofile": "installs a profile hook",
              "sys.addaudithook": "installs an audit hook"}
 _DYNAMIC = {"exec", "eval", "compile", "__import__"}
+#: The grader's packages: a notebook never needs them (their reference answers are hidden in grading).
+_GRADER_PACKAGES = {"gradkit_grader", "gradkit_tools"}
 # Attributes that are documented settings, not library code (``plt.rcParams``,
 # ``pd.options.display``, ``os.environ``): assigning them is not monkeypatching.
 _SETTINGS = {"rcParams", "options", "environ"}
@@ -95,6 +97,8 @@ class _TamperVisitor(ast.NodeVisitor):
         for a in node.names:
             if a.name.split(".")[0] == "builtins":
                 self.flag(node, "imports builtins")
+            if a.name.split(".")[0] in _GRADER_PACKAGES:
+                self.flag(node, f"imports the grader ({a.name})")
             if (a.asname or a.name) == "grader":
                 self.flag(node, "rebinds grader")
         self.generic_visit(node)
@@ -103,6 +107,8 @@ class _TamperVisitor(ast.NodeVisitor):
         mod = node.module or ""
         if mod.split(".")[0] == "builtins":
             self.flag(node, "imports from builtins")
+        if mod.split(".")[0] in _GRADER_PACKAGES:
+            self.flag(node, f"imports the grader ({mod})")
         if mod == "sys" and any(a.name == "modules" for a in node.names):
             self.flag(node, "touches sys.modules")
         if any((a.asname or a.name) == "grader" for a in node.names):

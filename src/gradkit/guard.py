@@ -1,14 +1,16 @@
-"""Guards that tests put around student code.
+"""Guards that tests put around student code: the public tests in a notebook and the hidden ones.
 
 :func:`student_call` turns whatever a student's function does wrong -- raising, exiting
 (``SystemExit``), running past its time limit -- into an ordinary ``AssertionError`` that costs
-only the test that triggered it, with a message a student can act on. In grading, the function
-is a handle on the student's kernel (:class:`gradkit_grader.remote.Remote`): the call crosses to
-the kernel and the harness enforces the limit. In process (the public tests in a student's own
-notebook, the unit tests and the calibration) the call is direct, under ``SIGALRM``, with the
-library functions a test compares with restored around it (:func:`restore_libraries`):
+only the test that triggered it, with a message a student can act on. In a student's own notebook
+(``grader.check``), in the unit tests and in the calibration the call is direct, under
+``SIGALRM``, with the library functions a test compares with restored around it
+(:func:`restore_libraries`). In grading the function is a handle on the student's kernel whose
+type defines ``__gradkit_call__`` (:class:`gradkit_grader.remote.Remote`): the call crosses to the
+kernel and the grading harness enforces the limit. This module is part of the student package
+because the notebooks' public tests use it; it holds no answers.
 
->>> from gradkit_grader.guard import student_call
+>>> from gradkit.guard import student_call
 >>> student_call(lambda: 1 + 1, timeout_s=5, what="add")
 2
 """
@@ -24,6 +26,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import numpy.testing
+
+from gradkit import forbid
 
 __all__ = ["StudentTimeout", "time_limit", "student_call", "assert_finite", "restore_libraries"]
 
@@ -140,27 +144,35 @@ def time_limit(seconds: float, what: str = "this test") -> Iterator[None]:
 
 
 def student_call(fn: Callable[..., Any], *args: Any, timeout_s: float = 60.0,
-                 what: str | None = None, **kwargs: Any) -> Any:
+                 what: str | None = None, forbid_as: str | None = None, **kwargs: Any) -> Any:
     """Call ``fn(*args, **kwargs)`` for a hidden test.
 
     Returns what ``fn`` returns. Raises ``AssertionError`` (so the case fails
     and other questions are still graded) when ``fn`` is missing, exceeds
     ``timeout_s``, raises ``SystemExit`` / ``KeyboardInterrupt``, or raises any
-    other exception; the message names the function and what happened.
+    other exception, or calls what its assignment forbids for it
+    (:mod:`gradkit.forbid`, the rule of the stub named ``forbid_as``, default
+    ``fn``'s name); the message names the function and what happened.
     """
     name = what or getattr(fn, "__name__", "your function")
     if fn is None or fn is Ellipsis or not callable(fn):
         raise AssertionError(f"{name} is not defined (or is not a function); define it and re-run its cell")
-    call = getattr(fn, "call", None)
-    if getattr(type(fn), "__gradkit_canonical__", None) is not None and call is not None:
-        return _remote_call(call, name, timeout_s, args, kwargs)  # a function in the student's kernel
+    rule = forbid.rule_for(forbid_as or getattr(fn, "__name__", None))
+    hook = getattr(type(fn), "__gradkit_call__", None)
+    if hook is not None:  # a function in the student's kernel: the harness guards the call
+        return hook(fn, args, kwargs, timeout_s=timeout_s, what=name, forbid=rule)
     restore_libraries()
     try:
         try:
             with time_limit(timeout_s, what=name):
-                return fn(*args, **kwargs)
+                if rule is None:
+                    return fn(*args, **kwargs)
+                result, called = forbid.traced_call(fn, args, kwargs, rule.get("calls", ()), rule.get("direct", ()))
         finally:  # what the call patched must not reach the test's comparisons
             restore_libraries()
+        if called:
+            raise AssertionError(forbid.message(name, called, rule))
+        return result
     except StudentTimeout:
         raise
     except (SystemExit, KeyboardInterrupt) as exc:
@@ -170,27 +182,6 @@ def student_call(fn: Callable[..., Any], *args: Any, timeout_s: float = 60.0,
         raise
     except Exception as exc:  # the student's bug, reported as a failed case
         raise AssertionError(f"{name} raised {type(exc).__name__}: {exc}") from exc
-
-
-def _remote_call(call: Callable[..., Any], name: str, timeout_s: float, args: tuple, kwargs: dict) -> Any:
-    """:func:`student_call` of a :class:`gradkit_grader.remote.Remote`: the kernel enforces nothing,
-    the harness interrupts it at the limit."""
-    from gradkit_grader.kernel import KernelGone, KernelTimeout
-    from gradkit_grader.remote import StudentRaised
-
-    try:
-        return call(*args, timeout_s=timeout_s, **kwargs)
-    except KernelTimeout:
-        raise StudentTimeout(f"timeout after {timeout_s:g} s in {name}") from None
-    except KernelGone as exc:
-        raise AssertionError(f"{name} could not run: {exc}") from None
-    except StudentRaised as exc:
-        if exc.type_name in ("SystemExit", "KeyboardInterrupt"):
-            raise AssertionError(f"{name} raised {exc.type_name}; "
-                                 "do not exit or interrupt inside graded code") from None
-        if exc.type_name == "AssertionError":
-            raise AssertionError(exc.message or f"{name} raised AssertionError") from None
-        raise AssertionError(f"{name} raised {exc}") from None
 
 
 def assert_finite(value: Any, what: str) -> np.ndarray:
