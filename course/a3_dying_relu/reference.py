@@ -59,7 +59,6 @@ def is_collapsed(model_outputs, target_range, rtol=DEFAULT_RTOL):
 
 
 def run_study(activation, members=1000, *, epochs=10, seed=0, confidence=0.95, progress=True):
-    """The stub's answer: seed 002's study (target |x|) with :func:`is_collapsed` as the detector."""
-    scale = target_range("abs")
+    """The stub's answer: seed 002's study (target |x|) with the definition as the detector."""
     return collapse_rate(activation, members=members, epochs=epochs, seed=seed, target="abs", confidence=confidence,
-                         detector=lambda outputs: is_collapsed(outputs, scale), progress=progress)
+                         detector=detector("abs"), progress=progress)

@@ -95,7 +95,7 @@ def study_result(components: Mapping[str, Any], tol: Mapping[str, Any], seed: in
     outputs = np.asarray(res.outputs, dtype=np.float64)
     assert outputs.shape == (tol["grid_points"], n), (
         f"{what}: outputs of shape {outputs.shape}, expected ({tol['grid_points']}, {n})")
-    scale = _target_range(tol)
+    scale = reference_answers.target_range("abs", tol["grid_points"])
     spread = np.ptp(outputs, axis=0) / scale
     flat = ~diverged & (spread == 0.0)
     live = ~diverged & (spread >= tol["live_range_fraction"])
@@ -105,12 +105,6 @@ def study_result(components: Mapping[str, Any], tol: Mapping[str, Any], seed: in
         f"target's, {int(np.sum(collapsed[live]))} are flagged collapsed. Use your is_collapsed with "
         "TARGET_RANGE as the detector (collapsed = range <= rtol * target range).")
     return reference_answers.constant_members(outputs, rtol=tol["rtol"], scale=scale) & ~diverged, flat, diverged
-
-
-def _target_range(tol: Mapping[str, Any]) -> float:
-    """max - min of the target |x| on the study's float32 grid (as collapse_rate computes it)."""
-    grid = np.linspace(*INTERVAL, tol["grid_points"], dtype=np.float32).astype(np.float64)
-    return float(np.ptp(np.abs(grid)))
 
 
 def born_dead(tol: Mapping[str, Any], seed: int) -> np.ndarray:

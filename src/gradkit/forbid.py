@@ -27,7 +27,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Mapping
 
-__all__ = ["traced_call", "forbidding", "rule_for", "message"]
+__all__ = ["traced_call", "checked_call", "forbidding", "rule_for", "message"]
 
 _RULES: dict[str, Mapping[str, Any]] = {}
 
@@ -82,6 +82,16 @@ def traced_call(fn: Callable[..., Any], args: tuple, kwargs: dict, calls=(), dir
         if replaced:
             seen.append("sys.setprofile")
     return result, seen
+
+
+def checked_call(rule: Mapping[str, Any], what: str, fn: Callable[..., Any], args: tuple, kwargs: dict,
+                 home: dict | None = None) -> Any:
+    """``fn(*args, **kwargs)`` under :func:`traced_call` with ``rule``; an ``AssertionError`` with
+    :func:`message` (naming ``what``) when it made a call the rule forbids."""
+    result, called = traced_call(fn, args, kwargs, rule.get("calls", ()), rule.get("direct", ()), home)
+    if called:
+        raise AssertionError(message(what, called, rule))
+    return result
 
 
 @contextmanager

@@ -75,8 +75,5 @@ def input_gradient(fn: Callable[..., Any], x: Any, **kwargs: Any) -> np.ndarray:
         return np.asarray(remote(np.asarray(x, dtype="float32"), forbid=rule, **kwargs), dtype=np.float64)
     if rule is None:
         return backend_gradient(fn, x, kwargs)
-    g, called = forbid.traced_call(backend_gradient, (fn, x, kwargs), {}, rule.get("calls", ()),
-                                   rule.get("direct", ()), home=getattr(fn, "__globals__", None))
-    if called:
-        raise AssertionError(forbid.message(getattr(fn, "__name__", "your function"), called, rule))
-    return g
+    return forbid.checked_call(rule, getattr(fn, "__name__", "your function"), backend_gradient, (fn, x, kwargs), {},
+                               home=getattr(fn, "__globals__", None))

@@ -166,6 +166,16 @@ def install(user_ns, canonical, publish, gradient, traced):  # noqa: C901 - one 
             raise NameError(f"name {target!r} is not defined")
         return user_ns[target]
 
+    def run(req, fn, args, kwargs, home):
+        # fn(*args, **kwargs), under the tracer when the request carries the stub's forbidden calls
+        rule = req.get("forbid")
+        if not rule:
+            return fn(*args, **kwargs)
+        result, called = traced(fn, args, kwargs, rule.get("calls", ()), rule.get("direct", ()), home)
+        if called:
+            raise ForbiddenCall("\n".join(called))
+        return result
+
     def handle(req):
         op = req["op"]
         if op == "lookup":
@@ -183,28 +193,14 @@ def install(user_ns, canonical, publish, gradient, traced):  # noqa: C901 - one 
         if op == "grad":
             x = dec(req["x"], [])
             fn = resolve(req["target"])
-            args = (fn, x, dec(req["kwargs"], []))
-            if req.get("forbid"):
-                rule = req["forbid"]
-                g, called = traced(gradient, args, {}, rule.get("calls", ()), rule.get("direct", ()),
-                                   getattr(fn, "__globals__", None))
-                if called:
-                    raise ForbiddenCall("\n".join(called))
-            else:
-                g = gradient(*args)
+            g = run(req, gradient, (fn, x, dec(req["kwargs"], [])), {}, getattr(fn, "__globals__", None))
             return enc(np.asarray(g, dtype=np.float64))
         if op == "call":
             inputs = []
             fn = resolve(req["target"])
             args = dec(req["args"], inputs)
             kwargs = dec(req["kwargs"], inputs)
-            if req.get("forbid"):
-                rule = req["forbid"]
-                result, called = traced(fn, args, kwargs, rule.get("calls", ()), rule.get("direct", ()))
-                if called:
-                    raise ForbiddenCall("\n".join(called))
-            else:
-                result = fn(*args, **kwargs)
+            result = run(req, fn, args, kwargs, getattr(fn, "__globals__", None))
             if not inputs:
                 return enc(result)
             import keras

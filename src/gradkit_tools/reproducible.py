@@ -21,7 +21,7 @@ from typing import Iterable, Mapping
 
 import nbformat
 
-__all__ = ["PYTHON3_KERNELSPEC", "normalize_notebook", "write_zip", "read_zip",
+__all__ = ["PYTHON3_KERNELSPEC", "normalize_notebook", "write_zip", "zip_info", "read_zip",
            "sha256_bytes", "sha256_file", "tree_files", "diff_trees", "iter_strings"]
 
 #: The kernelspec every generated notebook carries: ``otter run`` launches the
@@ -106,12 +106,17 @@ def write_zip(entries: Mapping[str, bytes], path: str | Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
         for name in sorted(entries):
-            info = zipfile.ZipInfo(name, ZIP_EPOCH)
-            info.compress_type = zipfile.ZIP_STORED
-            info.create_system = 3  # Unix, so external_attr holds a mode
-            mode = 0o100755 if name in EXECUTABLE_ENTRIES else 0o100644
-            info.external_attr = mode << 16
-            zf.writestr(info, entries[name])
+            zf.writestr(zip_info(name, executable=name in EXECUTABLE_ENTRIES), entries[name])
+
+
+def zip_info(name: str, *, executable: bool = False) -> zipfile.ZipInfo:
+    """The reproducible header of zip entry ``name``: stored, mtime 1980-01-01, Unix mode
+    ``0644`` (``0755`` when ``executable``)."""
+    info = zipfile.ZipInfo(name, ZIP_EPOCH)
+    info.compress_type = zipfile.ZIP_STORED
+    info.create_system = 3  # Unix, so external_attr holds a mode
+    info.external_attr = (0o100755 if executable else 0o100644) << 16
+    return info
 
 
 def tree_files(root: str | Path) -> dict[str, Path]:

@@ -26,10 +26,10 @@ from importlib.metadata import packages_distributions
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from gradkit_tools.reproducible import zip_info
+
 __all__ = ["build_wheel", "student_requirements"]
 
-#: Fixed timestamp of every wheel entry (the earliest a zip can store).
-ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 #: The one tag the student package has: pure Python 3.
 TAG = "py3-none-any"
 DEFAULT_SUMMARY = "gradkit student package: Keras 3 models, data, diagnostics and plots for the gradient assignments"
@@ -112,14 +112,6 @@ def _record_hash(data: bytes) -> str:
     return f"sha256={digest}"
 
 
-def _zip_info(arcname: str) -> zipfile.ZipInfo:
-    info = zipfile.ZipInfo(arcname, date_time=ZIP_EPOCH)
-    info.compress_type = zipfile.ZIP_STORED
-    info.create_system = 3  # Unix, so that external_attr carries the permissions
-    info.external_attr = 0o100644 << 16  # regular file, rw-r--r--
-    return info
-
-
 def build_wheel(package_dir: str | Path, out_dir: str | Path, *, version: str, requires: Sequence[str],
                 summary: str = DEFAULT_SUMMARY, name: str = "gradkit") -> Path:
     """Write the byte-reproducible wheel ``<out_dir>/<name>-<version>-py3-none-any.whl`` of one package.
@@ -185,7 +177,7 @@ def build_wheel(package_dir: str | Path, out_dir: str | Path, *, version: str, r
     try:
         with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w") as zf:
             for arcname, data in entries:
-                zf.writestr(_zip_info(arcname), data)
+                zf.writestr(zip_info(arcname), data)
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except BaseException:
