@@ -3,8 +3,9 @@
 Reference answers live with the assignment (shipped only inside its autograder zip as
 ``gradkit_grader.course.a4_resnet.reference``), never in the student package :mod:`gradkit`. The
 hidden tests' statistics were calibrated with them (:mod:`.statistics`). The student package's
-generic :func:`gradkit.models.build_resnet` (the seeds' nets, which the notebook trains) is
-forbidden inside the two stubs (tolerances.yml ``forbidden``).
+generic :func:`gradkit.models.build_resnet` (the seeds' nets, which the notebook trains; it seeds
+block ``b`` of a stem-less net at ``seed + 2b``) is forbidden inside the two stubs (tolerances.yml
+``forbidden``); the stub's docstring asks for ``seed + 3b``, which these answers follow.
 """
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from keras import layers
 
 from gradkit.activations import get_activation
 from gradkit.initializers import get_initializer
-from gradkit.models import build_resnet as _library_resnet
 
 __all__ = ["residual_block", "build_resnet"]
 
@@ -45,9 +45,23 @@ def residual_block(x, units: int, *, activation: Any = "relu", initializer: Any 
 
 def build_resnet(depth: int, width: int, input_dim: int, output_dim: int, *, activation: Any = "relu",
                  initializer: Any = "he_normal", output_activation: Any = "sigmoid", seed: int | None = 0,
-                 name: str = "resnet") -> keras.Model:
-    """The assignment's ResNet: ``depth`` of :func:`residual_block`, then ``Dense(output_dim,
-    output_activation)`` (:func:`gradkit.models.build_resnet` without stem and head layers)."""
-    return _library_resnet(depth, width, block=residual_block, activation=activation, initializer=initializer,
-                           input_dim=input_dim, output_dim=output_dim, output_activation=output_activation,
-                           stem_layers=0, head_layers=0, seed=seed, name=name)
+                 name: str = "resnet", block: Any = None) -> keras.Model:
+    """The assignment's ResNet: ``Input(input_dim)``, ``depth`` of :func:`residual_block` (block ``b`` named
+    ``block_{b + 1}`` and seeded ``seed + 3b``), then ``Dense(output_dim, output_activation)`` seeded
+    ``seed + 3 * depth``; no stem or head layer (the stub's docstring, clause by clause).
+
+    ``block`` (default :func:`residual_block`) builds each block: a hidden test passes the student's
+    ``residual_block`` to check ``build_resnet``'s own wiring apart from the block's."""
+    block = residual_block if block is None else block
+    def offset(i: int) -> int | None:
+        return None if seed is None else seed + i
+
+    inputs = keras.Input((input_dim,), name="input")
+    x = inputs
+    for b in range(depth):
+        x = block(x, width, activation=activation, initializer=initializer, seed=offset(3 * b),
+                           name=f"block_{b + 1}")
+    out_act = None if output_activation is None else get_activation(output_activation)
+    outputs = layers.Dense(output_dim, activation=out_act, name="output",
+                           kernel_initializer=get_initializer(initializer, offset(3 * depth)))(x)
+    return keras.Model(inputs, outputs, name=name)

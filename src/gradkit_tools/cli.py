@@ -159,6 +159,21 @@ def _add_examples_args(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _cmd_mutate(args: argparse.Namespace) -> int:
+    from gradkit_tools import clauses
+    from gradkit_tools.mutation import record, run
+
+    gaps = 0
+    for name in args.names:
+        outcomes, table = run(name, functions=args.stub, bands=args.bands, progress=not args.quiet)
+        print(table)
+        gaps += sum(o.status == "survived" for o in outcomes)
+        if args.write:
+            print(f"{name}: wrote {record(name, outcomes, bands=args.bands)}"
+                  + ("; NOTES.md updated" if clauses.write(name) else ""))
+    return 1 if gaps else 0
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from gradkit_tools.calibrate import format_reports, sweep
 
@@ -192,12 +207,13 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_notes(args: argparse.Namespace) -> int:
-    from gradkit_tools import calnotes
+    from gradkit_tools import calnotes, clauses
     from gradkit_tools.course import ConfigError, assignments
 
     try:
         for a in assignments(args.course, args.names or None):
             changed = calnotes.write(a.notes_file, a.calibration_file) if a.calibration_file.is_file() else False
+            changed = clauses.write(a.name) or changed
             print(f"{a.name}: {a.notes_file} {'updated' if changed else 'up to date'}")
     except (ConfigError, OSError) as exc:
         print(f"gradkit notes: {exc}", file=sys.stderr)
@@ -328,7 +344,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_calibrate)
 
-    p = sub.add_parser("notes", help="regenerate the calibration section of each NOTES.md from calibration.json")
+    p = sub.add_parser("mutate", help="mutation-test the hidden tests: every mutant of every solution stub, graded")
+    p.add_argument("names", nargs="+", help="assignments")
+    p.add_argument("--stub", action="append", default=None, help="only this stub's mutants (repeatable)")
+    p.add_argument("--bands", action="store_true",
+                   help="also run the banded tests on mutants the exact tests leave alive (trains networks)")
+    p.add_argument("--write", action="store_true",
+                   help="record the figures in course/<name>/mutation.json and NOTES.md's clause section")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_mutate)
+
+    p = sub.add_parser("notes", help="regenerate the generated sections of each NOTES.md: calibration (from "
+                                     "calibration.json), clauses and mutation scores (clauses.yml, mutation.json)")
     p.add_argument("names", nargs="*", help="assignments (default: every one of the course)")
     _add_course(p)
     p.set_defaults(func=_cmd_notes)
