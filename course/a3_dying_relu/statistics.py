@@ -41,7 +41,7 @@ __all__ = ["study_result", "born_dead", "relu_rate", "leaky_rate", "reference", 
 
 
 def study_result(components: Mapping[str, Any], tol: Mapping[str, Any], seed: int, activation: Any,
-                 what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 what: str, *, pass_confidence: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run the student's ``run_study(activation, n, epochs=, seed=, confidence=, progress=False)``.
 
     Parameters
@@ -58,6 +58,9 @@ def study_result(components: Mapping[str, Any], tol: Mapping[str, Any], seed: in
         What ``run_study`` receives as its activation.
     what : str
         How messages name this call.
+    pass_confidence : bool
+        Pass ``confidence=study_confidence``; otherwise leave it out, so the interval must be at the
+        signature's default, ``default_confidence``.
 
     Returns
     -------
@@ -73,10 +76,12 @@ def study_result(components: Mapping[str, Any], tol: Mapping[str, Any], seed: in
         constant network not collapsed, or one varying by ``live_range_fraction`` of the target's
         range collapsed).
     """
-    n, epochs, conf = tol["study_members"], tol["study_epochs"], tol["study_confidence"]
+    n, epochs = tol["study_members"], tol["study_epochs"]
+    conf = tol["study_confidence"] if pass_confidence else tol["default_confidence"]
     keras.utils.set_random_seed(seed)
-    res = student_call(components["run_study"], activation, n, epochs=epochs, seed=seed, confidence=conf,
-                       progress=False, what=what, timeout_s=tol["study_timeout_s"])
+    extra = {"confidence": conf} if pass_confidence else {}
+    res = student_call(components["run_study"], activation, n, epochs=epochs, seed=seed, progress=False, what=what,
+                       timeout_s=tol["study_timeout_s"], **extra)
     missing = [a for a in ("rate", "ci", "n", "collapsed", "diverged", "losses") if not hasattr(res, a)]
     assert not missing, (f"{what} must return the CollapseResult of gradkit.ensemble.collapse_rate; "
                          f"got {type(res).__name__} without .{', .'.join(missing)}")
@@ -91,7 +96,8 @@ def study_result(components: Mapping[str, Any], tol: Mapping[str, Any], seed: in
     k = int(collapsed.sum())
     assert int(res.n) >= 1 and np.allclose(res.ci, wilson_interval(k, int(res.n), conf)), (
         f"{what}: res.ci = {tuple(np.round(res.ci, 4))} is not the {conf:.2%} Wilson interval of "
-        f"{k}/{res.n}: forward `confidence` to collapse_rate")
+        f"{k}/{res.n}: " + ("forward `confidence` to collapse_rate" if pass_confidence else
+                            f"called without `confidence`, run_study must use its default, {conf}"))
     outputs = np.asarray(res.outputs, dtype=np.float64)
     assert outputs.shape == (tol["grid_points"], n), (
         f"{what}: outputs of shape {outputs.shape}, expected ({tol['grid_points']}, {n})")
@@ -153,8 +159,8 @@ def leaky_rate(components: Mapping[str, Any], tol: Mapping[str, Any], seed: int)
     """
     def compute():
         assert callable(components.get("leaky_relu")), "leaky_relu (Q1) is not defined"
-        collapsed, _, diverged = study_result(components, tol, seed, components["leaky_relu"],
-                                              "run_study with your leaky_relu")
+        collapsed, _, diverged = study_result(components, tol, seed, components["leaky_relu"],  # default confidence
+                                              "run_study with your leaky_relu", pass_confidence=False)
         return float(np.sum(collapsed | diverged)) / tol["study_members"]
     with seed_in_failures(seed):
         return compute()

@@ -171,6 +171,12 @@ def _cmd_mutate(args: argparse.Namespace) -> int:
         if args.write:
             print(f"{name}: wrote {record(name, outcomes, bands=args.bands)}"
                   + ("; NOTES.md updated" if clauses.write(name) else ""))
+        if args.otter_sample:
+            from gradkit_tools.mutotter import format_verdicts, otter_verdicts, sample
+
+            verdicts = otter_verdicts(name, sample(outcomes, args.otter_sample))
+            print(format_verdicts(name, verdicts))
+            gaps += sum(not v.agrees for v in verdicts)
     return 1 if gaps else 0
 
 
@@ -351,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also run the banded tests on mutants the exact tests leave alive (trains networks)")
     p.add_argument("--write", action="store_true",
                    help="record the figures in course/<name>/mutation.json and NOTES.md's clause section")
+    p.add_argument("--otter-sample", type=int, default=0, metavar="N",
+                   help="also grade N killed and N equivalent mutants per stub with the real otter run and the "
+                        "released zip; exit 1 if a verdict disagrees with the screen")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_mutate)
 

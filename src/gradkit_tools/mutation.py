@@ -38,12 +38,15 @@ class Outcome:
     question: str
     killed_by: dict[str, str] = field(default_factory=dict)
     equivalent: str | None = None  # the argument from mutants.yml, when listed
+    not_graded: str | None = None  # mutants.yml's reason, when it changes only an ungraded clause
 
     @property
     def status(self) -> str:
         if self.killed_by:
             return "killed"
-        return "equivalent" if self.equivalent else "survived"
+        if self.equivalent:
+            return "equivalent"
+        return "not graded" if self.not_graded else "survived"
 
 
 @dataclass
@@ -54,24 +57,27 @@ class StubScore:
     mutants: int = 0
     killed: int = 0
     equivalent: int = 0
+    not_graded: int = 0
     survivors: list[str] = field(default_factory=list)
 
     @property
     def score(self) -> float:
-        """Killed over non-equivalent mutants (1.0 when there are none)."""
-        live = self.mutants - self.equivalent
+        """Killed over the mutants that are neither equivalent nor change only ungraded clauses (1.0: none)."""
+        live = self.mutants - self.equivalent - self.not_graded
         return 1.0 if live == 0 else self.killed / live
 
 
-def equivalents(name: str) -> dict[str, str]:
-    """``{mutant id: why it computes what the solution computes}`` from ``course/<name>/mutants.yml``."""
+def equivalents(name: str, kind: str = "equivalent") -> dict[str, str]:
+    """``{mutant id: one-line argument}`` from ``course/<name>/mutants.yml``: under ``equivalent:`` the mutants
+    that compute what the solution computes; under ``not_graded:`` (``kind="not_graded"``) those that change
+    only what a clause marked not graded in ``clauses.yml`` specifies."""
     path = assignment(name).folder / "mutants.yml"
     if not path.exists():
         return {}
     doc = yaml.safe_load(path.read_text()) or {}
-    out = doc.get("equivalent") or {}
+    out = doc.get(kind) or {}
     if not isinstance(out, dict) or not all(isinstance(v, str) and v.strip() for v in out.values()):
-        raise ValueError(f"{path}: `equivalent:` must map mutant ids to a one-line reason each")
+        raise ValueError(f"{path}: `{kind}:` must map mutant ids to a one-line reason each")
     return out
 
 
@@ -124,7 +130,7 @@ def screen(name: str, *, functions: list[str] | None = None, bands: bool = False
     cells = master_reader.test_cells(a.master)
     tests = {t: (c.question, _test_function(c.source)) for t, c in cells.items() if c.hidden}
     is_band = {t: "_band_" in t for t in tests}
-    known = equivalents(name)
+    known, ungraded = equivalents(name), equivalents(name, "not_graded")
     rules = forbidden(name)
     exact = {q for t, (q, _) in tests.items() if not is_band[t]}
     # without the bands, a question whose hidden tests are all banded cannot be judged: its mutants are skipped
@@ -137,9 +143,9 @@ def screen(name: str, *, functions: list[str] | None = None, bands: bool = False
     out = []
     for q, m in work:
         code = "\n".join([prelude(a), *(m.source if p == q else s for p, s in solutions.items())])
-        outcome = Outcome(m, q, equivalent=known.get(m.id))
+        outcome = Outcome(m, q, equivalent=known.get(m.id), not_graded=ungraded.get(m.id))
         ns: dict[str, Any] = {"__name__": "__main__"}
-        with contextlib.redirect_stdout(io.StringIO()):  # the tests' seed notes
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # seed notes, bars
             _grade(outcome, code, ns, tests, q, is_band, bands, rules)
         clear_memo()
         out.append(outcome)
@@ -183,6 +189,8 @@ def scores(outcomes: list[Outcome]) -> dict[str, StubScore]:
             s.killed += 1
         elif o.status == "equivalent":
             s.equivalent += 1
+        elif o.status == "not graded":
+            s.not_graded += 1
         else:
             s.survivors.append(o.mutant.id)
     return out
@@ -191,15 +199,15 @@ def scores(outcomes: list[Outcome]) -> dict[str, StubScore]:
 def format_scores(name: str, outcomes: list[Outcome], *, seconds: float | None = None) -> str:
     """A table per stub (mutants, killed, equivalent, survivors, score) and the surviving ids."""
     rows = [f"{name}: mutation score per stub" + (f" ({seconds:.0f} s)" if seconds is not None else ""),
-            f"{'stub':<26}{'mutants':>8}{'killed':>8}{'equiv.':>8}{'survive':>8}{'score':>8}"]
+            f"{'stub':<26}{'mutants':>8}{'killed':>8}{'equiv.':>8}{'ungraded':>9}{'survive':>8}{'score':>8}"]
     for s in scores(outcomes).values():
-        rows.append(f"{s.function:<26}{s.mutants:>8}{s.killed:>8}{s.equivalent:>8}{len(s.survivors):>8}"
-                    f"{s.score:>8.0%}")
+        rows.append(f"{s.function:<26}{s.mutants:>8}{s.killed:>8}{s.equivalent:>8}{s.not_graded:>9}"
+                    f"{len(s.survivors):>8}{s.score:>8.0%}")
     for o in outcomes:
         if o.status == "survived":
             rows.append(f"  survivor {o.mutant.id}")
-    stale = [o.mutant.id for o in outcomes if o.killed_by and o.equivalent]
-    rows += [f"  listed as equivalent but killed: {i}" for i in stale]
+    stale = [o.mutant.id for o in outcomes if o.killed_by and (o.equivalent or o.not_graded)]
+    rows += [f"  listed in mutants.yml but killed: {i}" for i in stale]
     return "\n".join(rows)
 
 
@@ -224,7 +232,7 @@ def record(name: str, outcomes: list[Outcome], *, bands: bool) -> Path:
     stubs = recorded(name)
     for stub, sc in scores(outcomes).items():
         stubs[stub] = {"screen": "exact + bands" if bands else "exact", "mutants": sc.mutants, "killed": sc.killed,
-                       "equivalent": sc.equivalent, "survivors": sc.survivors}
+                       "equivalent": sc.equivalent, "not_graded": sc.not_graded, "survivors": sc.survivors}
     doc = {"assignment": name, "generated_by": "gradkit mutate --write", "stubs": stubs}
     path.write_text(json.dumps(doc, indent=1) + "\n")
     return path
