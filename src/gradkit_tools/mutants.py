@@ -111,7 +111,7 @@ def _sites(fn: ast.FunctionDef) -> Iterator[tuple[ast.AST, str, str, object]]:
             if not isinstance(s, (ast.Return, ast.FunctionDef, ast.Pass)):
                 yield s, "drop", type(s).__name__, ("drop", body_owner)
         for a, b in zip(stmts, stmts[1:]):
-            yield a, "swap", f"with L{b.lineno}", ("swap", body_owner, b)
+            yield a, "swap", f"with L{b.lineno - fn.lineno + 1}", ("swap", body_owner, b)
 
 
 def _docstring_stmt(owner: ast.AST):

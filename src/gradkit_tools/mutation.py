@@ -51,7 +51,7 @@ class Outcome:
 
 @dataclass
 class StubScore:
-    """Per stub: mutants, killed, equivalent, surviving gaps (their ids), stale equivalents (killed anyway)."""
+    """Per stub: mutants, killed, equivalent, changing only ungraded clauses, and the surviving gaps (their ids)."""
 
     function: str
     mutants: int = 0
