@@ -61,11 +61,7 @@ def setup_source(master: Path, marker: str = "from gradkit import"):
 
 def cell_test(src: str):
     """The test function of a test cell, without the cell's own call line (the cell is not run)."""
-    body = "\n".join(ln for ln in src.splitlines() if not re.match(r"^\w+\(.*\)\s*$", ln))
-    ns: dict = {}
-    exec(compile(body, "<test cell>", "exec"), ns)
-    (fn,) = [v for k, v in ns.items() if k.startswith("test_") and callable(v)]
-    return fn
+    return master_reader.cell_function(src)
 
 
 def compiled_tests(tests: dict) -> dict:
@@ -101,7 +97,7 @@ def failures(tests: dict, names, ns: dict) -> dict:
 
 def band_case_test(case: str) -> str:
     """The test a case belongs to: a banded case ``<test>_band_<k>`` counts as ``<test>``."""
-    return re.sub(r"_band_\d+$", "", case)
+    return master_reader.band_test(case)
 
 
 def failed_by_test(tests: dict, names, ns: dict) -> dict:

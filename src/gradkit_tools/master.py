@@ -21,7 +21,7 @@ import nbformat
 import yaml
 
 __all__ = ["MasterError", "MasterCell", "TestCell", "read", "cell_kind", "walk", "config_cell", "questions",
-           "solution_code", "test_cells", "strip_solution_marks"]
+           "solution_code", "test_cells", "strip_solution_marks", "band_test", "cell_function"]
 
 _BLOCK = re.compile(r"#\s+(begin|end)\s+(question|prompt|solution|tests)\b", re.IGNORECASE)
 _CONFIG = re.compile(r"#\s+assignment\s+config\b", re.IGNORECASE)
@@ -157,3 +157,17 @@ def test_cells(master: str | Path | Any) -> dict[str, TestCell]:
         out[name.group(1)] = TestCell(name.group(1), c.question, bool(conf.get("hidden", False)),
                                       conf.get("points"), c.source)
     return out
+
+
+def band_test(case: str) -> str:
+    """The test a case belongs to: a banded case ``<test>_band_<k>`` counts as ``<test>``."""
+    return re.sub(r"_band_\d+$", "", case)
+
+
+def cell_function(src: str) -> Any:
+    """The ``test_...`` function a test cell defines, compiled without running the cell's own call line."""
+    body = "\n".join(ln for ln in src.splitlines() if not re.match(r"^\w+\(.*\)\s*$", ln))
+    ns: dict[str, Any] = {}
+    exec(compile(body, "<test cell>", "exec"), ns)
+    (fn,) = [v for k, v in ns.items() if k.startswith("test_") and callable(v)]
+    return fn

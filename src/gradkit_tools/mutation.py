@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -81,15 +80,6 @@ def equivalents(name: str, kind: str = "equivalent") -> dict[str, str]:
     return out
 
 
-def _test_function(src: str) -> Callable:
-    """The test function a test cell defines (the cell's own call line not run)."""
-    body = "\n".join(ln for ln in src.splitlines() if not re.match(r"^\w+\(.*\)\s*$", ln))
-    ns: dict[str, Any] = {}
-    exec(compile(body, "<test cell>", "exec"), ns)
-    (fn,) = [v for k, v in ns.items() if k.startswith("test_") and callable(v)]
-    return fn
-
-
 def _run(fn: Callable, ns: dict) -> str | None:
     """None when ``fn`` passes with its parameters looked up in ``ns``, else why it failed."""
     import inspect
@@ -128,8 +118,8 @@ def screen(name: str, *, functions: list[str] | None = None, bands: bool = False
     solutions = {q: "".join(master_reader.strip_solution_marks(c) + "\n" for c in cells)
                  for q, cells in master_reader.solution_code(a.master).items()}
     cells = master_reader.test_cells(a.master)
-    tests = {t: (c.question, _test_function(c.source)) for t, c in cells.items() if c.hidden}
-    is_band = {t: "_band_" in t for t in tests}
+    tests = {t: (c.question, master_reader.cell_function(c.source)) for t, c in cells.items() if c.hidden}
+    is_band = {t: master_reader.band_test(t) != t for t in tests}
     known, ungraded = equivalents(name), equivalents(name, "not_graded")
     rules = forbidden(name)
     exact = {q for t, (q, _) in tests.items() if not is_band[t]}
