@@ -22,6 +22,7 @@ import inspect
 import math
 import re
 import time
+from pathlib import Path
 
 import nbformat
 import numpy as np
@@ -45,8 +46,8 @@ from _masters import (
 
 NAME = "a2_init"
 MASTER = master_path(NAME)
-POINTS = {"q1": 2, "q2": 2, "q3": 1, "q4": 5, "q5": 4, "q6": 2, "q7": 2}
-MANUAL = {"q2", "q6", "q7"}
+POINTS = {"q1": 2, "q2": 2, "q3": 1, "q4": 5, "q5": 4, "q6": 2, "q7": 2, "q8": 2, "q9": 1}
+MANUAL = {"q2", "q6", "q8"}
 PRELUDE = "import math\nimport functools\nimport numpy as np\nimport keras\nfrom keras import ops\n"
 OTTER_TIMEOUT = 1200
 
@@ -54,7 +55,7 @@ OTTER_TIMEOUT = 1200
 @pytest.fixture(scope="module")
 def master():
     configs, solutions, tests = master_parts(MASTER, markdown_answers=True)
-    source = "".join(solutions[q] for q in ("q1", "q3", "q4", "q5"))
+    source = "".join(solutions[q] for q in ("q1", "q3", "q4", "q5", "q7", "q9"))
     return source, compiled_tests(tests)
 
 
@@ -79,15 +80,16 @@ def test_master_layout():
 
 
 def test_grading_section_complete():
-    """Every tol[...] key a test (or its statistic in gradkit_grader.course.a2_init.statistics) reads exists in
-    course/a2_init/tolerances.yml, and every key there (budgets aside) is used."""
+    """Every tol[...] key a test (or a module of gradkit_grader.course.a2_init, its statistics) reads
+    exists in course/a2_init/tolerances.yml, and every key there (budgets aside) is used."""
     import gradkit_grader.course.a2_init.statistics as checks
     from gradkit_tools.course import tolerances
 
     tol = tolerances(NAME)
     _, _, tests = master_parts(MASTER, markdown_answers=True)
     used = set()
-    for src in [entry[-1] for entry in tests.values()] + [inspect.getsource(checks)]:
+    modules = [p.read_text() for p in sorted(Path(inspect.getfile(checks)).parent.glob("*.py"))]
+    for src in [entry[-1] for entry in tests.values()] + modules:
         used |= set(re.findall(r"""tol\[\s*["'](\w+)["']\s*\]""", src))
     used |= {c.full for c in checks.CHECKS} | {c.zero for c in checks.CHECKS if c.zero}  # bounds read as tol[key]
     assert used <= set(tol), f"keys missing in tolerances.yml: {sorted(used - set(tol))}"
@@ -192,7 +194,7 @@ def test_seed_sweep(master, monkeypatch):
 # --------------------------------------------------------------------------- the catalogue of answers
 
 #: the questions whose tests call a question's functions: the four initialisers call fans (q3)
-CALLERS = {"q1": {"q1"}, "q3": {"q3", "q4", "q5"}, "q4": {"q4"}, "q5": {"q5"}}
+CALLERS = {"q1": {"q1"}, "q3": {"q3", "q4", "q5", "q9"}, "q4": {"q4"}, "q5": {"q5"}, "q7": {"q7"}, "q9": {"q9"}}
 ANSWERS = catalogue_answers(NAME)
 
 

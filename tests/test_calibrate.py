@@ -200,3 +200,25 @@ def test_notes_section_follows_an_edit_of_the_calibration(tmp_path):
     cal.write_text(json.dumps(doc))
     assert "differs" in calnotes.stale(notes, cal)
     assert f"{doc['checks'][key]['mean']:.4g}" in calnotes.render(doc)
+
+
+def test_calibrating_one_test_keeps_the_others_and_reproduces_it(tmp_path):
+    """`gradkit calibrate a2_init --only test_lecun_normal_distribution` (a new or changed test calibrated
+    alone, at the stored file's seeds) gives back the committed runs of that test bit for bit, keeps every
+    other test's stored runs, and writes the same summaries as the committed file."""
+    from gradkit_tools.calibrate import calibrate
+
+    committed = COURSE / "a2_init" / "calibration.json"
+    out = tmp_path / "only.json"
+    calibrate("a2_init", out=out, only=["test_lecun_normal_distribution"], progress=False)
+    old, new = json.loads(committed.read_text()), json.loads(out.read_text())
+    assert old.keys() == new.keys() and old["checks"].keys() == new["checks"].keys()
+    for key, entry in old["checks"].items():
+        fresh = new["checks"][key]
+        assert fresh["values"] == entry["values"], key  # the re-run test too: same seeds, same draws
+        if not key.startswith("test_lecun_normal_distribution:"):
+            assert fresh["seconds"] == entry["seconds"], key  # kept, not re-run
+        _assert_same({k: v for k, v in entry.items() if k != "seconds"},
+                     {k: v for k, v in fresh.items() if k != "seconds"}, key)
+    with pytest.raises(ValueError, match="no stochastic hidden test test_nope"):
+        calibrate("a2_init", out=tmp_path / "x.json", only=["test_nope"], progress=False)

@@ -2,9 +2,11 @@
 import keras
 import numpy as np
 import pytest
+from keras import ops
 
 from gradkit import ACTIVATIONS, INITIALIZERS, build_mlp, build_resnet, get_activation, get_initializer
 from gradkit.initializers import reseeded
+from gradkit.models import BLOCKS
 from gradkit_grader.course.a2_init.reference import compute_fans
 
 
@@ -115,5 +117,15 @@ def test_seed001_skip_net_and_custom_block():
 
     build_resnet(3, 4, block=block)
     assert seen == ["block_1", "block_2", "block_3"]
+    # seed 001's grid: the same skip net without batch normalisation ("skips only")
+    s = build_resnet(12, 16, block="dense_relu", activation="relu", stem_layers=1, head_layers=0, input_dim=64,
+                     output_dim=10, output_activation="softmax")
+    assert len(_dense(s)) == 26 and not any(isinstance(la, keras.layers.BatchNormalization) for la in s.layers)
+    x = np.random.default_rng(0).normal(size=(5, 16)).astype("float32")
+    inp = keras.Input((16,))
+    one = keras.Model(inp, BLOCKS["dense_relu"](inp, 16, seed=3, name="b"))
+    d1, d2 = (one.get_layer(f"b_dense{i}") for i in (1, 2))
+    h = np.maximum(x @ ops.convert_to_numpy(d1.kernel), 0)  # biases start at zero
+    np.testing.assert_allclose(one(x), np.maximum(h @ ops.convert_to_numpy(d2.kernel) + h, 0), rtol=1e-5, atol=1e-6)
     with pytest.raises(KeyError):
         build_resnet(2, 4, block="bottleneck")

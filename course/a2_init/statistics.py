@@ -5,13 +5,19 @@
   ``|w|``); a requirement without noise (seeding, the uniform limit) gives p = 0 or 1.
 * ReLU tests: ``max |log(std_l / theory_l)|`` over the first layers, and the deviation of the mean
   per-layer std ratio from 1/sqrt 2 (Glorot) or 1 (He), in ``relu_nets`` pooled square nets.
-* circles test: mean test accuracy of ``circles_members`` deep tanh nets trained side by side.
+* ``random_uniform`` distribution test: seeding, the range [minval, maxval], mean (z), variance
+  (chi-square, conservative for a uniform), and how close the smallest and largest draws come to the
+  ends (exact for n i.i.d. uniform draws).
+* circles tests (``circles.py``): mean test accuracy of ``circles_members`` deep tanh nets trained side by
+  side from the student's ``glorot_uniform``, and the accuracy gap between shallow and deep nets drawn from
+  the student's ``random_uniform`` (seed 004's ``RandomUniform(0, 1)``).
 
 Every statistic of :data:`CHECKS` is ``statistic(components, tol, seed) -> float`` with
 
 components : mapping
     The student's (or :func:`reference`'s) initialisers ``f(shape, dtype="float32", seed=None)`` by
-    name, ``"glorot_normal"`` ... ``"he_uniform"``; a statistic takes the worst value over those of
+    name, ``"glorot_normal"`` ... ``"he_uniform"`` (and ``random_uniform(shape, minval=0.0, maxval=1.0,
+    dtype="float32", seed=None)``); a statistic takes the worst value over those of
     its test present (a test passes one at a time, to say which one failed).
 tol : mapping
     The values of tolerances.yml.
@@ -28,53 +34,52 @@ import numpy as np
 from keras import ops
 from scipy import stats
 
-from gradkit._ensemble_layers import EnsembleDense, derive_seed
-from gradkit.data import circles
-from gradkit.guard import assert_finite, student_call, time_limit
+from gradkit._ensemble_layers import derive_seed
 from gradkit.stats import variance_interval, wilson_interval
 from gradkit_grader.bands import memo
+from gradkit_grader.course.a2_init.circles import deep_accuracy, depth_gap
+from gradkit_grader.course.a2_init.draws import draws as _draws
 from gradkit_grader.course.a2_init.reference import compute_fans
+from gradkit_grader.course.a2_init.uniform import uniform_failure, uniform_findings, uniform_pvalue
 from gradkit_grader.seeding import code_fingerprint
 from gradkit_grader.statistic import Check
 
 __all__ = ["CHECKS", "distribution_findings", "distribution_pvalue", "distribution_failure", "relu_stds",
            "relu_theory", "relu_log_dev_short", "relu_log_dev_deep", "relu_ratio_dev", "circles_accuracy",
-           "reference"]
+           "uniform_findings", "uniform_pvalue", "uniform_failure", "uniform_depth_gap", "reference"]
 
-_NAMES = ("glorot_normal", "glorot_uniform", "he_normal", "he_uniform")
+_NAMES = ("glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "lecun_normal")
 
 
-def _draws(fn: Any, what: str, calls: list[tuple[tuple, int]], tol: Mapping, *, dtype: bool = True) -> list:
-    """``[fn(shape, dtype="float32", seed=seed) for shape, seed in calls]`` as float64 arrays, in ONE
-    guarded call (time limit ``call_timeout_s`` for them all); fails on None, a dtype other than
-    float32 (when ``dtype``), NaN/inf or the wrong shape."""
-    out = student_call(lambda: [fn(shape, dtype="float32", seed=seed) for shape, seed in calls],
-                       timeout_s=tol["call_timeout_s"], what=what, forbid_as=what)
-    arrays = []
-    for (shape, _), w in zip(calls, out):
-        assert w is not None, f"{what} returned None: replace the ... by your code and return the tensor"
-        if dtype and (got := keras.backend.standardize_dtype(getattr(w, "dtype", type(w)))) != "float32":
-            raise AssertionError(f"{what}(shape, dtype='float32') returned dtype {got}")
-        arrays.append(assert_finite(ops.convert_to_numpy(w), f"{what}{shape}"))
-        assert arrays[-1].shape == shape, f"{what}{shape} returned shape {arrays[-1].shape}"
-    return arrays
+#: each rule's variance numerator and the fans it divides by
+_RULES = {"glorot": (2.0, "(fan_in + fan_out)"), "he": (2.0, "fan_in"), "lecun": (1.0, "fan_in")}
+_RULE_NAMES = {"glorot": "Glorot", "he": "He", "lecun": "LeCun"}
+
+
+def _rule_variance(rule: str, shape: tuple) -> float:
+    (fan_in, fan_out), (num, fans) = compute_fans(shape), _RULES[rule]
+    return num / (fan_in + fan_out if fans.startswith("(") else fan_in)
 
 
 def _mistakes(rule: str, shape: tuple, var: float) -> dict[str, float]:
     """Variance ratio (got / expected) of the classic mistakes, to name the one a student made."""
-    (fan_in, fan_out), he = compute_fans(shape), rule == "he"
-    fans = "fan_in" if he else "(fan_in + fan_out)"
-    out = {f"the uniform limit sqrt(6/{fans}) as the standard deviation": 3.0,
-           f"the standard deviation sqrt(2/{fans}) as the uniform limit": 1 / 3,
+    (fan_in, fan_out), (num, fans) = compute_fans(shape), _RULES[rule]
+    by_fan_in = rule != "glorot"
+    out = {f"the uniform limit sqrt({3 * num:g}/{fans}) as the standard deviation": 3.0,
+           f"the standard deviation sqrt({num:g}/{fans}) as the uniform limit": 1 / 3,
            "a truncated normal without dividing its stddev by 0.8796": 0.87962566103423978 ** 2,  # truncated at 2 sd
-           "the variance as the standard deviation (no square root)": var,
-           f"1/{fans}{' (LeCun)' if he else ''} instead of 2/{fans}": 0.5}
-    if he:
-        out.update({"fan_out instead of fan_in": fan_in / fan_out,
-                    "Glorot's 2/(fan_in + fan_out)": fan_in / (fan_in + fan_out)})
+           "the variance as the standard deviation (no square root)": var}
+    for other, (o_num, o_fans) in _RULES.items():
+        if other != rule:
+            got = _rule_variance(other, shape)
+            out[f"{_RULE_NAMES[other]}'s {o_num:g}/{o_fans} instead of {num:g}/{fans}"] = got / var
+    if rule == "glorot":  # He's half, 1/fan_in, is LeCun's rule above
+        out[f"1/{fans} instead of 2/{fans}"] = 0.5
+    if by_fan_in:
+        out["fan_out instead of fan_in"] = fan_in / fan_out
     if len(shape) > 2:
-        channels = shape[-2] + (0 if he else shape[-1])
-        out["the channel counts as fans, without the receptive field"] = 2.0 / channels / var
+        channels = shape[-2] + (0 if by_fan_in else shape[-1])
+        out["the channel counts as fans, without the receptive field"] = num / channels / var
     return out
 
 
@@ -86,7 +91,7 @@ def distribution_findings(fn: Any, what: str, tol: Mapping, seed: int) -> list[t
     fn : callable
         The initialiser ``fn(shape, dtype="float32", seed=None)``.
     what : str
-        Its name, ``"<glorot|he>_<normal|uniform>"``: the distribution it must draw.
+        Its name, ``"<glorot|he>_<normal|uniform>"`` or ``"lecun_normal"``: the distribution it must draw.
     tol, seed
         As for every statistic (module docstring); kernel ``i`` of ``tol["shapes"]`` has seed ``derive_seed(seed, i)``.
 
@@ -106,7 +111,7 @@ def distribution_findings(fn: Any, what: str, tol: Mapping, seed: int) -> list[t
                 "tensor; pass seed=seed on to keras.random"))
     for shape, w in zip(shapes, kernels):
         w, (fan_in, fan_out) = w.ravel(), compute_fans(shape)
-        var, formula = (2 / fan_in, "2/fan_in") if rule == "he" else (2 / (fan_in + fan_out), "2/(fan_in + fan_out)")
+        var, formula = _rule_variance(rule, shape), "{:g}/{}".format(*_RULES[rule])
         n = w.size
         bound = stats.norm.isf(alpha / 2) * math.sqrt(var / n)
         out.append((float(2 * stats.norm.sf(abs(w.mean()) / math.sqrt(var / n))),
@@ -216,42 +221,18 @@ def relu_ratio_dev(components: Mapping, tol: Mapping, seed: int) -> float:
 
 
 def circles_accuracy(components: Mapping, tol: Mapping, seed: int) -> float:
-    """Mean test accuracy of ``circles_members`` copies of seed 004's deep tanh net, in [0, 1].
+    """Mean test accuracy, in [0, 1], of ``circles_members`` copies of seed 004's deep tanh net with kernels
+    drawn from ``components["glorot_uniform"]`` (:func:`gradkit_grader.course.a2_init.circles.deep_accuracy`)."""
+    fn = components["glorot_uniform"]
+    return deep_accuracy(lambda calls: _draws(fn, "glorot_uniform", calls, tol, dtype=False), tol, seed)
 
-    ``circles_depth`` layers of ``circles_width`` units and a sigmoid output, kernels drawn from
-    ``components["glorot_uniform"]``, trained side by side (:class:`gradkit.ensemble.EnsembleDense`)
-    with SGD + momentum on ``make_circles`` data; accuracy on the last ``circles_samples -
-    circles_n_train`` points, averaged over the nets. Data, kernels and batch order derive from ``seed``.
-    """
-    fn, m = components["glorot_uniform"], tol["circles_members"]
-    keras.utils.set_random_seed(derive_seed(seed, 3))
-    x, y = circles(tol["circles_samples"], tol["circles_noise"], rng=derive_seed(seed, 0))
-    n_train, depth, width = tol["circles_n_train"], tol["circles_depth"], tol["circles_width"]
-    x_tr, y_tr, x_te, y_te = x[:n_train], y[:n_train], x[n_train:], y[n_train:]
-    h = inputs = keras.Input((2, m))
-    for layer in range(depth + 1):
-        h = EnsembleDense(1 if layer == depth else width, m, activation="sigmoid" if layer == depth else "tanh",
-                          kernel_initializer="zeros", name=f"layer_{layer + 1}")(h)
-    model = keras.Model(inputs, h)
-    for layer, dense in enumerate(model.layers[1:]):
-        shape = tuple(int(s) for s in dense.kernel.shape[:2])
-        draws = _draws(fn, "glorot_uniform", [(shape, derive_seed(seed, 1, layer, j)) for j in range(m)], tol,
-                       dtype=False)
-        dense.kernel.assign(np.stack(draws, axis=-1).astype("float32"))
 
-    def summed_bce(y_true, y_pred):  # sum over members of each member's mean loss: members train independently
-        return ops.sum(ops.binary_crossentropy(ops.cast(y_true, y_pred.dtype), y_pred), axis=(1, 2))
-
-    model.compile(optimizer=keras.optimizers.SGD(tol["circles_lr"], momentum=tol["circles_momentum"]),
-                  loss=summed_bce, steps_per_execution=tol["circles_steps_per_execution"])
-    rng = np.random.default_rng([seed, 2])
-    order = np.concatenate([rng.permutation(n_train) for _ in range(tol["circles_epochs"])])  # a shuffle per epoch
-    xs = np.repeat(x_tr[order][:, :, None], m, axis=2)
-    ys = np.repeat(y_tr[order][:, None, None], m, axis=2)
-    with time_limit(tol["train_timeout_s"], what="training the circles nets"):
-        model.fit(xs, ys, batch_size=tol["circles_batch"], epochs=1, shuffle=False, verbose=0)
-    p = model.predict(np.repeat(x_te[:, :, None], m, axis=2), batch_size=len(x_te), verbose=0)[:, 0, :]
-    return float(np.mean((p > 0.5) == (y_te[:, None] > 0.5)))
+def uniform_depth_gap(components: Mapping, tol: Mapping, seed: int) -> float:
+    """Seed 004's depth gap with kernels from ``components["random_uniform"]`` at its defaults (the lab's
+    ``RandomUniform(0, 1)``): mean test accuracy of the shallow nets minus the deep nets'
+    (:func:`gradkit_grader.course.a2_init.circles.depth_gap`), in [-1, 1]."""
+    fn = components["random_uniform"]
+    return depth_gap(lambda calls: _draws(fn, "random_uniform", calls, tol, dtype=False), tol, seed)
 
 
 def _keras_initializer(make):
@@ -265,7 +246,10 @@ _VS = keras.initializers.VarianceScaling
 _REFERENCE = {"glorot_normal": _keras_initializer(lambda s: _VS(1.0, "fan_avg", "untruncated_normal", seed=s)),
               "glorot_uniform": _keras_initializer(lambda s: keras.initializers.GlorotUniform(seed=s)),
               "he_normal": _keras_initializer(lambda s: _VS(2.0, "fan_in", "untruncated_normal", seed=s)),
-              "he_uniform": _keras_initializer(lambda s: keras.initializers.HeUniform(seed=s))}
+              "he_uniform": _keras_initializer(lambda s: keras.initializers.HeUniform(seed=s)),
+              "lecun_normal": _keras_initializer(lambda s: _VS(1.0, "fan_in", "untruncated_normal", seed=s)),
+              "random_uniform": lambda shape, minval=0.0, maxval=1.0, dtype="float32", seed=None:
+              keras.initializers.RandomUniform(minval, maxval, seed=seed)(tuple(shape), dtype=dtype)}
 
 
 def reference(tol: Mapping) -> dict[str, Any]:  # noqa: ARG001 - the same for every section
@@ -277,10 +261,10 @@ def _only(*names: str):  # the reference components of a test
     return lambda tol: {n: reference(tol)[n] for n in names}
 
 
-_G, _H = _NAMES[:2], _NAMES[2:]
+_G, _H = _NAMES[:2], _NAMES[2:4]
 CHECKS = tuple(
-    [Check(f"q{4 + (n in _H)} {n} distribution (min p-value)", f"test_{n}_distribution", distribution_pvalue,
-           "min_pvalue", None, _only(n)) for n in _NAMES]
+    [Check(f"q{9 if n == 'lecun_normal' else 4 + (n in _H)} {n} distribution (min p-value)", f"test_{n}_distribution",
+           distribution_pvalue, "min_pvalue", None, _only(n)) for n in _NAMES]
     + [Check(f"q{q} {rule} ReLU nets: {what}", test, stat, key, None, _only(*names))
        for q, rule, names, test in ((4, "Glorot", _G, "test_glorot_shrinks_relu_activations"),
                                     (5, "He", _H, "test_he_keeps_relu_activations"))
@@ -288,4 +272,8 @@ CHECKS = tuple(
                                ("max |log std/theory|, all layers", relu_log_dev_deep, "relu_max_log_dev_deep"),
                                ("|per-layer std ratio / theory - 1|", relu_ratio_dev, "relu_max_ratio_dev"))]
     + [Check("q4 Glorot circles accuracy", "test_glorot_uniform_trains_deep_tanh_net", circles_accuracy,
-             "circles_acc_full", "circles_acc_zero", _only("glorot_uniform"))])
+             "circles_acc_full", "circles_acc_zero", _only("glorot_uniform")),
+       Check("q7 random_uniform distribution (min p-value)", "test_random_uniform_distribution", uniform_pvalue,
+             "min_pvalue", None, _only("random_uniform")),
+       Check("q7 RandomUniform(0, 1) depth gap (shallow - deep accuracy)", "test_uniform_depth_gap", uniform_depth_gap,
+             "gap_full", "gap_zero", _only("random_uniform"))])

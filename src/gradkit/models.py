@@ -26,7 +26,7 @@ from gradkit.activations import get_activation
 from gradkit.initializers import get_initializer
 
 __all__ = [
-    "build_mlp", "build_resnet", "bn_dense_dense_block", "dense_bn_relu_block", "BLOCKS",
+    "build_mlp", "build_resnet", "bn_dense_dense_block", "dense_bn_relu_block", "dense_relu_block", "BLOCKS",
 ]
 
 
@@ -107,10 +107,22 @@ def dense_bn_relu_block(x, units: int, *, activation: Any = "relu", initializer:
     return layers.Activation(act, name=f"{name}_act2")(y)
 
 
+def dense_relu_block(x, units: int, *, activation: Any = "relu", initializer: Any = "glorot_uniform",
+                     seed: int | None = None, name: str = "block"):
+    """Seed 001's block without batch normalisation (the "skips only" net of its grid):
+    ``h = act(Dense(x))``, then ``act(Dense(h) + h)``."""
+    act = get_activation(activation)
+    h = _dense(units, act, initializer, _seed(seed, 0), f"{name}_dense1")(x)
+    y = _dense(units, None, initializer, _seed(seed, 1), f"{name}_dense2")(h)
+    y = layers.Add(name=f"{name}_add")([y, h])
+    return layers.Activation(act, name=f"{name}_act2")(y)
+
+
 #: name -> residual block builder.
 BLOCKS: dict[str, Callable[..., Any]] = {
     "bn_dense_dense": bn_dense_dense_block,
     "dense_bn_relu": dense_bn_relu_block,
+    "dense_relu": dense_relu_block,
 }
 
 

@@ -21,7 +21,7 @@ import math
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -166,8 +166,9 @@ def _budget_share(budget: float, check: Check, all_checks: Sequence[Check]) -> f
 
 def sweep(name: str, seeds: int | Sequence[int] = 20, *, tol: Mapping[str, Any] | None = None, first_seed: int = 1,
           budget: float | None = None, power_runs: int = 0, workers: int = 1, progress: bool = True,
-          course: str | Path | None = None) -> list[CheckReport]:
-    """Run every check of assignment ``name`` with the reference components under ``seeds``.
+          course: str | Path | None = None, only: Collection[str] | None = None) -> list[CheckReport]:
+    """Run every check of assignment ``name`` (or those of the hidden tests ``only``) with the reference
+    components under ``seeds``.
 
     ``seeds``: a count (that many :func:`spread_seeds` from ``first_seed``) or the seeds themselves.
     ``budget``: false-fail budget of every check (default: each check's from tolerances.yml).
@@ -183,11 +184,12 @@ def sweep(name: str, seeds: int | Sequence[int] = 20, *, tol: Mapping[str, Any] 
     tol = dict(tolerances(name, course) if tol is None else tol)
     all_checks = checks_of(name, course)
     seed_list = spread_seeds(seeds, first_seed) if isinstance(seeds, int) else [int(s) for s in seeds]
-    jobs = [(check, check.reference(tol)) for check in all_checks]
-    wrong = wrong_answers(name, course) if power_runs else []
+    jobs = [(check, check.reference(tol)) for check in _selected(all_checks, only)]
+    wrong = [w for w in wrong_answers(name, course) if only is None or w[0].test in only] if power_runs else []
     power_seeds = seed_list[:power_runs] if power_runs and wrong else []
     if workers > 1:
-        values, seconds, wrong_values = _in_processes(name, tol, seed_list, power_seeds, workers, progress, course)
+        values, seconds, wrong_values = _in_processes(name, tol, seed_list, power_seeds, workers, progress, course,
+                                                      only)
     else:
         with tqdm(total=len(seed_list), desc=f"{name} reference", disable=not progress, leave=False) as bar:
             values, seconds = run_checks(jobs, tol, seed_list, progress=bar.update)
@@ -205,18 +207,30 @@ def sweep(name: str, seeds: int | Sequence[int] = 20, *, tol: Mapping[str, Any] 
     return reports
 
 
+def _selected(checks: Sequence[Check], only: Collection[str] | None) -> list[Check]:
+    """The checks of the hidden tests ``only`` (all of them for None); an unknown test name is an error."""
+    if only is None:
+        return list(checks)
+    unknown = sorted(set(only) - {c.test for c in checks})
+    if unknown:
+        raise ValueError(f"no stochastic hidden test {', '.join(unknown)}; known: "
+                         f"{', '.join(sorted({c.test for c in checks}))}")
+    return [c for c in checks if c.test in only]
+
+
 def _chunk(args: tuple) -> tuple[list, list, list]:
     """Worker of :func:`_in_processes`: the reference runs and the wrong answers' runs of some seeds."""
-    name, tol, seeds, power_seeds, course = args
-    all_checks = checks_of(name, course)
-    values, seconds = run_checks([(c, c.reference(tol)) for c in all_checks], tol, seeds)
-    wrong = [(c, comps) for c, _, comps in wrong_answers(name, course)] if power_seeds else []
+    name, tol, seeds, power_seeds, course, only = args
+    checks = _selected(checks_of(name, course), only)
+    values, seconds = run_checks([(c, c.reference(tol)) for c in checks], tol, seeds)
+    wrong = [(c, comps) for c, _, comps in wrong_answers(name, course)
+             if only is None or c.test in only] if power_seeds else []
     wrong_values, _ = run_checks(wrong, tol, power_seeds)
     return [v.tolist() for v in values], seconds, [v.tolist() for v in wrong_values]
 
 
 def _in_processes(name: str, tol: Mapping[str, Any], seeds: list[int], power_seeds: list[int], workers: int,
-                  progress: bool, course: str | Path | None = None
+                  progress: bool, course: str | Path | None = None, only: Collection[str] | None = None
                   ) -> tuple[list[np.ndarray], list[float], list[np.ndarray]]:
     """:func:`run_checks` of the reference and of the wrong answers with the seeds split into ``workers``
     contiguous chunks, one fresh process each (spawned: no state shared); merged in seed order, so the
@@ -227,7 +241,7 @@ def _in_processes(name: str, tol: Mapping[str, Any], seeds: list[int], power_see
     from tqdm import tqdm
 
     cut = lambda xs: [xs[i * len(xs) // workers:(i + 1) * len(xs) // workers] for i in range(workers)]  # noqa: E731
-    tasks = [(name, dict(tol), a, b, course) for a, b in zip(cut(seeds), cut(power_seeds))]
+    tasks = [(name, dict(tol), a, b, course, only) for a, b in zip(cut(seeds), cut(power_seeds))]
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         parts = list(tqdm(pool.map(_chunk, tasks), total=len(tasks), desc=f"{name} in {workers} processes",
                           disable=not progress, leave=False))
@@ -238,23 +252,50 @@ def _in_processes(name: str, tol: Mapping[str, Any], seeds: list[int], power_see
 
 def calibrate(name: str, runs: int = MIN_CALIBRATION_RUNS, *, out: str | Path | None = None,
               first_seed: int = 10_000, power_runs: int = 30, budget: float | None = None, workers: int = 1,
-              progress: bool = True) -> list[CheckReport]:
+              progress: bool = True, only: Collection[str] | None = None) -> list[CheckReport]:
     """:func:`sweep` with ``runs`` (>= 300) seeds and the power study; writes ``out`` (JSON).
 
     ``out`` default: ``course/<name>/calibration.json``.
+    ``only``: calibrate just these hidden tests (a new one, or one whose statistic or reference changed)
+    at the seeds of the stored file, whose ``runs`` and ``first_seed`` are then used, and keep the other
+    checks' stored runs (their summaries refitted); the same file as a full run where the others are unchanged.
     ``power_runs``: runs per wrong answer; its fail probability is the smaller of the observed
     fraction and that of a normal fitted to the runs (30 runs all failing show >= 0.905 at 95% by
     themselves; the fitted tail is what shows >= 0.99).
     """
     if runs < MIN_CALIBRATION_RUNS:
         raise ValueError(f"calibration needs >= {MIN_CALIBRATION_RUNS} runs, got {runs}")
-    from gradkit_tools.course import assignment
+    from gradkit_tools.course import assignment, tolerances
 
-    reports = sweep(name, runs, first_seed=first_seed, budget=budget, power_runs=power_runs, workers=workers,
-                    progress=progress)
     path = Path(out) if out is not None else assignment(name).calibration_file
+    stored = json.loads(assignment(name).calibration_file.read_text()) if only is not None else None
+    if stored is not None:
+        runs, first_seed = stored["runs"], stored["first_seed"]
+    reports = sweep(name, runs, first_seed=first_seed, budget=budget, power_runs=power_runs, workers=workers,
+                    progress=progress, only=only)
+    if stored is not None:
+        fresh = {f"{r.test}:{r.name}": r for r in reports}
+        tol, declared, all_checks = tolerances(name), budgets(name), checks_of(name)
+        reports = [fresh.get(f"{c.test}:{c.name}") or _stored_report(c, stored, tol, declared, all_checks, name)
+                   for c in all_checks]
     _write(path, name, runs, first_seed, reports)
     return reports
+
+
+def _stored_report(check: Check, doc: Mapping, tol: Mapping[str, Any], declared: Mapping, all_checks: Sequence[Check],
+                   name: str) -> CheckReport:
+    """``check``'s summary refitted from the runs stored in the calibration file ``doc`` (power kept)."""
+    key = f"{check.test}:{check.name}"
+    if key not in doc["checks"]:
+        raise ValueError(f"{name}'s calibration file has no runs of {key}: calibrate {check.test} too")
+    old = doc["checks"][key]
+    if len(old["values"]) != old["runs"]:
+        raise ValueError(f"{name}: {check.test} stores {len(old['values'])} of its {old['runs']} runs; "
+                         f"run `gradkit calibrate {name}` again")
+    share = _budget_share(declared[check.test]["budget"], check, all_checks)
+    rep = summarize(check, name, tol, np.asarray(old["values"], dtype=float), old["seconds"], share)
+    rep.method, rep.power = declared[check.test]["method"], old["power"]
+    return rep
 
 
 def refit(name: str, path: str | Path | None = None, *, out: str | Path | None = None) -> list[CheckReport]:
@@ -265,16 +306,7 @@ def refit(name: str, path: str | Path | None = None, *, out: str | Path | None =
     path = Path(path) if path is not None else assignment(name).calibration_file
     doc, tol, declared = json.loads(path.read_text()), tolerances(name), budgets(name)
     all_checks = checks_of(name)
-    reports = []
-    for check in all_checks:
-        old = doc["checks"][f"{check.test}:{check.name}"]
-        if len(old["values"]) != old["runs"]:
-            raise ValueError(f"{path}: {check.test} stores {len(old['values'])} of its {old['runs']} runs; "
-                             f"run `gradkit calibrate {name}` again")
-        share = _budget_share(declared[check.test]["budget"], check, all_checks)
-        rep = summarize(check, name, tol, np.asarray(old["values"], dtype=float), old["seconds"], share)
-        rep.method, rep.power = declared[check.test]["method"], old["power"]
-        reports.append(rep)
+    reports = [_stored_report(check, doc, tol, declared, all_checks, name) for check in all_checks]
     _write(Path(out) if out is not None else path, name, doc["runs"], doc["first_seed"], reports)
     return reports
 

@@ -207,7 +207,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         reports = [r for name in args.names for r in calibrate(name, args.runs, out=args.out,
                                                                first_seed=args.first_seed,
                                                                power_runs=args.power_runs, workers=args.jobs,
-                                                               progress=not args.quiet)]
+                                                               progress=not args.quiet, only=args.only)]
     print(format_reports(reports))
     return 0 if all(r.ok for r in reports) else 1
 
@@ -346,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no new runs: recompute course/<name>/calibration.json's summaries from its stored runs")
     p.add_argument("--power-only", action="store_true",
                    help="keep the stored reference runs; run the power study again with answers.yml's wrong answers")
+    p.add_argument("--only", type=lambda s: [t for t in s.split(",") if t], default=None, metavar="TEST[,TEST]",
+                   help="calibrate only these hidden tests (new, or whose statistic changed) at the stored file's "
+                        "seeds; keep the other tests' stored runs")
     p.add_argument("-o", "--out", default=None, help="JSON output (default course/<name>/calibration.json)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_calibrate)

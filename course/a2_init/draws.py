@@ -1,0 +1,27 @@
+"""The student's initialiser called under guard, as every statistic of a2_init's hidden tests calls it."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import keras
+from keras import ops
+
+from gradkit.guard import assert_finite, student_call
+
+__all__ = ["draws"]
+
+
+def draws(fn: Any, what: str, calls: list[tuple], tol: Mapping, *, dtype: bool = True) -> list:
+    """``[fn(shape, dtype="float32", seed=seed, **kw) for shape, seed[, kw] in calls]`` as float64 arrays,
+    in ONE guarded call (time limit ``call_timeout_s`` for them all); fails on None, a dtype other than
+    float32 (when ``dtype``), NaN/inf or the wrong shape."""
+    out = student_call(lambda: [fn(c[0], dtype="float32", seed=c[1], **(c[2] if len(c) > 2 else {})) for c in calls],
+                       timeout_s=tol["call_timeout_s"], what=what, forbid_as=what)
+    arrays = []
+    for (shape, *_), w in zip(calls, out):
+        assert w is not None, f"{what} returned None: replace the ... by your code and return the tensor"
+        if dtype and (got := keras.backend.standardize_dtype(getattr(w, "dtype", type(w)))) != "float32":
+            raise AssertionError(f"{what}(shape, dtype='float32') returned dtype {got}")
+        arrays.append(assert_finite(ops.convert_to_numpy(w), f"{what}{shape}"))
+        assert arrays[-1].shape == shape, f"{what}{shape} returned shape {arrays[-1].shape}"
+    return arrays
