@@ -44,7 +44,7 @@ from _masters import (
 
 NAME = "a4_resnet"
 MASTER = master_path(NAME)
-POINTS = {"q1": 6, "q2": 6}
+POINTS = {"q1": 6, "q2": 6, "q3": 1}
 BAND_STEPS = 4
 QUIET = {"TF_CPP_MIN_LOG_LEVEL": "3"}  # otter's environment: TensorFlow's log lines stay out of the outputs
 
@@ -61,7 +61,7 @@ def _parts():
 def master():
     """(the solution's namespace, {test name: (question, hidden, points, test function)})."""
     setup, solutions, tests = _parts()
-    ns = namespace(setup + "\n", solutions["q1"], solutions["q2"])
+    ns = namespace(setup + "\n", solutions["q1"], solutions["q2"], solutions["q3"])
     return ns, compiled_tests(tests)
 
 
@@ -93,7 +93,7 @@ def test_master_layout():
     # a banded test: BAND_STEPS cases of equal points, numbered 1..BAND_STEPS, each its own step
     from gradkit_grader.course.a4_resnet.statistics import CHECKS
 
-    assert_band_cases(tests, CHECKS, BAND_STEPS)
+    assert_band_cases(tests, [c for c in CHECKS if c.zero], BAND_STEPS)  # q3's grid statement: pass or fail
 
 
 def test_grading_section_complete():
@@ -104,11 +104,12 @@ def test_grading_section_complete():
 
     tol = tolerances(NAME)
     _, _, tests = _parts()
-    sources = [src for *_, src in tests.values()] + [Path(module.__file__).read_text()]
+    modules = [p.read_text() for p in sorted(Path(module.__file__).parent.glob("*.py"))]  # grid.py too
+    sources = [src for *_, src in tests.values()] + modules
     used = set()
     for src in sources:
         used |= set(re.findall(r"""tol\[\s*["'](\w+)["']\s*\]""", src))
-    used |= {k for c in module.CHECKS for k in (c.full, c.zero)}
+    used |= {k for c in module.CHECKS for k in (c.full, c.zero) if k}
     assert used <= set(tol), f"keys used by tests but missing in tolerances.yml: {sorted(used - set(tol))}"
     assert set(tol) <= used, f"keys in tolerances.yml no test uses: {sorted(set(tol) - used)}"
 
@@ -121,11 +122,14 @@ def test_checks_module():
     tol = tolerances(NAME)
     assert len(Path(module.__file__).read_text().splitlines()) <= 300
     by_test = {c.test: c for c in module.CHECKS}
-    assert set(by_test) == {"test_resnet_gradient", "test_resnet_trains"}
+    assert set(by_test) == {"test_resnet_gradient", "test_resnet_trains", "test_grid_statement"}
     assert direction(tol["grad_log10_ratio_full"], tol["grad_log10_ratio_zero"]) is True   # larger is better
     assert direction(tol["train_loss_full"], tol["train_loss_zero"]) is False              # smaller is better
+    assert by_test["test_grid_statement"].larger_is_better(tol)  # a positive margin passes
     for c in module.CHECKS:
-        assert set(c.reference(tol)) == {"residual_block", "build_resnet"}
+        grid = c.test == "test_grid_statement"
+        want = {"vanishing_net", "exploding_net"} if grid else {"residual_block", "build_resnet"}
+        assert set(c.reference(tol)) == want
         assert list(inspect.signature(c.statistic).parameters) == ["components", "tol", "seed"]
 
 

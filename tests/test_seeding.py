@@ -23,6 +23,10 @@ def test_same_code_same_seed_other_code_other_seed():
     assert submission_seed(1, a) != submission_seed(2, a)
     assert submission_seed(1, a, None) != submission_seed(1, None, a)  # order and missing functions count
     assert 0 <= submission_seed(123, a) < SEED_LIMIT
+    # plain answers (a name chosen from a list): their values decide, not only their type
+    assert submission_seed(1, "plain", "BN only") == submission_seed(1, "plain", "BN only")
+    assert submission_seed(1, "plain", "BN only") != submission_seed(1, "BN only", "plain")
+    assert submission_seed(1, 1) != submission_seed(1, True) != submission_seed(1, "1")
 
 
 def test_fingerprint_ignores_file_names_and_line_numbers():

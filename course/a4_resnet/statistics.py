@@ -1,4 +1,5 @@
-"""Statistics of assignment a4_resnet's stochastic hidden tests (question 2, ``build_resnet``).
+"""Statistics of assignment a4_resnet's stochastic hidden tests (question 2, ``build_resnet``; question 3's
+grid statement: :mod:`gradkit_grader.course.a4_resnet.grid`).
 
 Two hidden tests of q2 grade a number that depends on random initial weights and data, by band
 (:mod:`gradkit_grader.bands`):
@@ -27,6 +28,7 @@ from gradkit.data import two_spirals
 from gradkit.diagnostics import gradient_norms
 from gradkit.guard import assert_finite, student_call
 from gradkit.models import build_mlp
+from gradkit_grader.course.a4_resnet import grid
 from gradkit_grader.course.a4_resnet.reference import build_resnet, residual_block
 from gradkit_grader.seeding import seed_in_failures
 from gradkit_grader.statistic import Check
@@ -168,4 +170,6 @@ CHECKS = (
           reference=reference),
     Check(name="q2 mean final training loss of small ReLU ResNets", test="test_resnet_trains",
           statistic=training_statistic, full="train_loss_full", zero="train_loss_zero", reference=reference),
+    Check(name="q3 seed 001's grid: margin of the two names (log10)", test="test_grid_statement",
+          statistic=grid.grid_margin, full="grid_log10_margin_min", zero=None, reference=grid.reference),
 )

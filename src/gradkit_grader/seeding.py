@@ -53,6 +53,8 @@ def _canonical(obj: Any) -> bytes:
     """What the fingerprint of one object is computed from."""
     if obj is None:
         return b"<None>"
+    if isinstance(obj, (str, int, float, bool)):  # a plain answer (a name, a number): its value
+        return f"<{type(obj).__name__}:{obj!r}>".encode()
     remote = getattr(type(obj), "__gradkit_canonical__", None)
     if remote is not None:  # a function in the student's kernel: the kernel computes these bytes
         return remote(obj)
@@ -90,8 +92,8 @@ def submission_seed(base: int, *student_objs: Any) -> int:
     ----------
     base : int
         The assignment's base seed (``seed`` in ``course/<name>/tolerances.yml``).
-    *student_objs : callable or None
-        The student's functions / classes the test calls (None where undefined).
+    *student_objs : callable, str, number or None
+        The student's functions / classes the test calls, or the plain values it reads (None where undefined).
 
     Returns
     -------
