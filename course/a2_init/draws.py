@@ -4,11 +4,12 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import keras
+import numpy as np
 from keras import ops
 
 from gradkit.guard import assert_finite, student_call
 
-__all__ = ["draws"]
+__all__ = ["draws", "seeding_findings"]
 
 
 def draws(fn: Any, what: str, calls: list[tuple], tol: Mapping, *, dtype: bool = True) -> list:
@@ -25,3 +26,12 @@ def draws(fn: Any, what: str, calls: list[tuple], tol: Mapping, *, dtype: bool =
         arrays.append(assert_finite(ops.convert_to_numpy(w), f"{what}{shape}"))
         assert arrays[-1].shape == shape, f"{what}{shape} returned shape {arrays[-1].shape}"
     return arrays
+
+
+def seeding_findings(what: str, first, again, other, s1: int, s2: int) -> list[tuple[float, str]]:
+    """The two seeding checks of a distribution test, ``(p, message)`` with p = 0 or 1: ``first`` and
+    ``again`` were drawn with seed ``s1`` and must be equal, ``other`` with ``s2`` and must differ."""
+    return [(float(np.array_equal(first, again)), f"{what}: two calls with seed={s1} returned different "
+             "tensors; pass seed=seed on to keras.random"),
+            (float(not np.array_equal(first, other)), f"{what}: seeds {s1} and {s2} returned the same "
+             "tensor; pass seed=seed on to keras.random")]

@@ -39,6 +39,7 @@ from gradkit.stats import variance_interval, wilson_interval
 from gradkit_grader.bands import memo
 from gradkit_grader.course.a2_init.circles import deep_accuracy, depth_gap
 from gradkit_grader.course.a2_init.draws import draws as _draws
+from gradkit_grader.course.a2_init.draws import seeding_findings
 from gradkit_grader.course.a2_init.reference import compute_fans
 from gradkit_grader.course.a2_init.uniform import uniform_failure, uniform_findings, uniform_pvalue
 from gradkit_grader.seeding import code_fingerprint
@@ -51,14 +52,14 @@ __all__ = ["CHECKS", "distribution_findings", "distribution_pvalue", "distributi
 _NAMES = ("glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "lecun_normal")
 
 
-#: each rule's variance numerator and the fans it divides by
+#: each rule's variance numerator and the fans it divides by (as written in messages)
 _RULES = {"glorot": (2.0, "(fan_in + fan_out)"), "he": (2.0, "fan_in"), "lecun": (1.0, "fan_in")}
 _RULE_NAMES = {"glorot": "Glorot", "he": "He", "lecun": "LeCun"}
 
 
 def _rule_variance(rule: str, shape: tuple) -> float:
-    (fan_in, fan_out), (num, fans) = compute_fans(shape), _RULES[rule]
-    return num / (fan_in + fan_out if fans.startswith("(") else fan_in)
+    (fan_in, fan_out), (num, _) = compute_fans(shape), _RULES[rule]
+    return num / (fan_in + fan_out if rule == "glorot" else fan_in)  # Glorot averages the fans, He/LeCun: fan_in
 
 
 def _mistakes(rule: str, shape: tuple, var: float) -> dict[str, float]:
@@ -105,10 +106,7 @@ def distribution_findings(fn: Any, what: str, tol: Mapping, seed: int) -> list[t
     s1, s2 = derive_seed(seed, 100), derive_seed(seed, 101)
     first, again, other, *kernels = _draws(fn, what, [(shapes[0], s1), (shapes[0], s1), (shapes[0], s2)]
                                            + [(shape, derive_seed(seed, i)) for i, shape in enumerate(shapes)], tol)
-    out.append((float(np.array_equal(first, again)), f"{what}: two calls with seed={s1} returned different "
-                "tensors; pass seed=seed on to keras.random"))
-    out.append((float(not np.array_equal(first, other)), f"{what}: seeds {s1} and {s2} returned the same "
-                "tensor; pass seed=seed on to keras.random"))
+    out += seeding_findings(what, first, again, other, s1, s2)
     for shape, w in zip(shapes, kernels):
         w, (fan_in, fan_out) = w.ravel(), compute_fans(shape)
         var, formula = _rule_variance(rule, shape), "{:g}/{}".format(*_RULES[rule])

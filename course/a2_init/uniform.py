@@ -4,12 +4,11 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-import numpy as np
 from scipy import stats
 
 from gradkit._ensemble_layers import derive_seed
 from gradkit.stats import variance_interval
-from gradkit_grader.course.a2_init.draws import draws
+from gradkit_grader.course.a2_init.draws import draws, seeding_findings
 
 __all__ = ["uniform_findings", "uniform_pvalue", "uniform_failure"]
 
@@ -30,10 +29,7 @@ def uniform_findings(fn: Any, tol: Mapping, seed: int) -> list[tuple[float, str]
         (shape, derive_seed(seed, 200 + i), {} if rng is None else {"minval": rng[0], "maxval": rng[1]})
         for i, (shape, rng) in enumerate(cases)]
     first, again, other, *kernels = draws(fn, what, calls, tol)
-    out.append((float(np.array_equal(first, again)), f"{what}: two calls with seed={s1} returned different "
-                "tensors; pass seed=seed on to keras.random"))
-    out.append((float(not np.array_equal(first, other)), f"{what}: seeds {s1} and {s2} returned the same "
-                "tensor; pass seed=seed on to keras.random"))
+    out += seeding_findings(what, first, again, other, s1, s2)
     for (shape, rng), w in zip(cases, kernels):
         (a, b), w, n = (0.0, 1.0) if rng is None else rng, w.ravel(), w.size
         call = f"{what}({shape})" if rng is None else f"{what}({shape}, minval={a:g}, maxval={b:g})"
