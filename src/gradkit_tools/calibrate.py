@@ -19,18 +19,27 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Collection, Mapping, Sequence
 
 import numpy as np
 
 from gradkit_grader.statistic import Check
+from gradkit_tools.calfile import (  # noqa: F401 - the calibration file's operations, importable from here too
+    _keep_stored,
+    _stored_report,
+    _write,
+    calibrate_shard,
+    calibration_problems,
+    merge_shards,
+    refit,
+    repower,
+)
 from gradkit_tools.calreport import DEFAULT_BUDGET, MIN_POWER, CheckReport, _power_entry, format_reports, summarize  # noqa: F401
 
 __all__ = ["CheckReport", "checks_of", "budgets", "spread_seeds", "run_check", "run_checks", "summarize", "sweep",
            "calibrate", "refit", "repower", "wrong_answers", "calibration_problems", "format_reports", "DEFAULT_BUDGET",
-           "MIN_CALIBRATION_RUNS", "MIN_POWER"]
+           "MIN_CALIBRATION_RUNS", "MIN_POWER", "calibrate_shard", "merge_shards"]
 
 MIN_CALIBRATION_RUNS = 300  # empirical bounds rest on >= 300 reference runs
 
@@ -196,12 +205,21 @@ def sweep(name: str, seeds: int | Sequence[int] = 20, *, tol: Mapping[str, Any] 
         with tqdm(total=len(power_seeds), desc=f"{name} wrong answers", disable=not progress or not power_seeds,
                   leave=False) as bar:
             wrong_values, _ = run_checks([(c, comps) for c, _, comps in wrong], tol, power_seeds, progress=bar.update)
+    return _reports(name, tol, [c for c, _ in jobs], values, seconds, wrong, wrong_values, budget=budget,
+                    declared=declared, all_checks=all_checks, power=bool(power_runs))
+
+
+def _reports(name: str, tol: Mapping[str, Any], checks: Sequence[Check], values: Sequence[np.ndarray],
+             seconds: Sequence[float], wrong: Sequence[tuple], wrong_values: Sequence[np.ndarray], *,
+             budget: float | None, declared: Mapping, all_checks: Sequence[Check], power: bool) -> list[CheckReport]:
+    """The reports of :func:`sweep` from its runs (also of a merge of shards, :func:`merge_shards`):
+    ``values[i]``/``seconds[i]`` are ``checks[i]``'s runs, ``wrong_values[j]`` those of ``wrong[j]``."""
     reports = []
-    for (check, _), vals, secs in zip(jobs, values, seconds):
+    for check, vals, secs in zip(checks, values, seconds):
         share = _budget_share(budget if budget is not None else declared[check.test]["budget"], check, all_checks)
         rep = summarize(check, name, tol, vals, secs, share)
         rep.method = declared.get(check.test, {}).get("method", "empirical")
-        if power_runs:
+        if power:
             rep.power = {label: _power_entry(c, tol, v) for (c, label, _), v in zip(wrong, wrong_values) if c is check}
         reports.append(rep)
     return reports
@@ -216,6 +234,12 @@ def _selected(checks: Sequence[Check], only: Collection[str] | None) -> list[Che
         raise ValueError(f"no stochastic hidden test {', '.join(unknown)}; known: "
                          f"{', '.join(sorted({c.test for c in checks}))}")
     return [c for c in checks if c.test in only]
+
+
+def _part(xs: Sequence, i: int, n: int) -> list:
+    """The ``i``-th (from 0) of ``n`` contiguous slices of ``xs``: how :func:`_in_processes` splits the seeds
+    among its processes and ``gradkit calibrate --shard K/N`` among its jobs (K = i + 1)."""
+    return list(xs[i * len(xs) // n:(i + 1) * len(xs) // n])
 
 
 def _chunk(args: tuple) -> tuple[list, list, list]:
@@ -240,7 +264,7 @@ def _in_processes(name: str, tol: Mapping[str, Any], seeds: list[int], power_see
 
     from tqdm import tqdm
 
-    cut = lambda xs: [xs[i * len(xs) // workers:(i + 1) * len(xs) // workers] for i in range(workers)]  # noqa: E731
+    cut = lambda xs: [_part(xs, i, workers) for i in range(workers)]  # noqa: E731
     tasks = [(name, dict(tol), a, b, course, only) for a, b in zip(cut(seeds), cut(power_seeds))]
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         parts = list(tqdm(pool.map(_chunk, tasks), total=len(tasks), desc=f"{name} in {workers} processes",
@@ -265,7 +289,7 @@ def calibrate(name: str, runs: int = MIN_CALIBRATION_RUNS, *, out: str | Path | 
     """
     if runs < MIN_CALIBRATION_RUNS:
         raise ValueError(f"calibration needs >= {MIN_CALIBRATION_RUNS} runs, got {runs}")
-    from gradkit_tools.course import assignment, tolerances
+    from gradkit_tools.course import assignment
 
     path = Path(out) if out is not None else assignment(name).calibration_file
     stored = json.loads(assignment(name).calibration_file.read_text()) if only is not None else None
@@ -273,123 +297,6 @@ def calibrate(name: str, runs: int = MIN_CALIBRATION_RUNS, *, out: str | Path | 
         runs, first_seed = stored["runs"], stored["first_seed"]
     reports = sweep(name, runs, first_seed=first_seed, budget=budget, power_runs=power_runs, workers=workers,
                     progress=progress, only=only)
-    if stored is not None:
-        fresh = {f"{r.test}:{r.name}": r for r in reports}
-        tol, declared, all_checks = tolerances(name), budgets(name), checks_of(name)
-        reports = [fresh.get(f"{c.test}:{c.name}") or _stored_report(c, stored, tol, declared, all_checks, name)
-                   for c in all_checks]
+    reports = _keep_stored(name, reports, stored)
     _write(path, name, runs, first_seed, reports)
     return reports
-
-
-def _stored_report(check: Check, doc: Mapping, tol: Mapping[str, Any], declared: Mapping, all_checks: Sequence[Check],
-                   name: str) -> CheckReport:
-    """``check``'s summary refitted from the runs stored in the calibration file ``doc`` (power kept)."""
-    key = f"{check.test}:{check.name}"
-    if key not in doc["checks"]:
-        raise ValueError(f"{name}'s calibration file has no runs of {key}: calibrate {check.test} too")
-    old = doc["checks"][key]
-    if len(old["values"]) != old["runs"]:
-        raise ValueError(f"{name}: {check.test} stores {len(old['values'])} of its {old['runs']} runs; "
-                         f"run `gradkit calibrate {name}` again")
-    share = _budget_share(declared[check.test]["budget"], check, all_checks)
-    rep = summarize(check, name, tol, np.asarray(old["values"], dtype=float), old["seconds"], share)
-    rep.method, rep.power = declared[check.test]["method"], old["power"]
-    return rep
-
-
-def refit(name: str, path: str | Path | None = None, *, out: str | Path | None = None) -> list[CheckReport]:
-    """Summaries of a calibration file's stored runs recomputed with the current bounds, budgets and tail
-    fits (no new runs; ``gradkit calibrate --refit``). The power entries are kept as they are."""
-    from gradkit_tools.course import assignment, tolerances
-
-    path = Path(path) if path is not None else assignment(name).calibration_file
-    doc, tol, declared = json.loads(path.read_text()), tolerances(name), budgets(name)
-    all_checks = checks_of(name)
-    reports = [_stored_report(check, doc, tol, declared, all_checks, name) for check in all_checks]
-    _write(Path(out) if out is not None else path, name, doc["runs"], doc["first_seed"], reports)
-    return reports
-
-
-def repower(name: str, path: str | Path | None = None, *, power_runs: int = 30, out: str | Path | None = None,
-            progress: bool = True) -> list[CheckReport]:
-    """A calibration file's power study run again with the catalogue's current wrong answers, at the
-    seeds the calibration drew first; the stored reference runs and their summaries are kept
-    (``gradkit calibrate --power-only``: after a wrong answer was added to answers.yml)."""
-    from tqdm import tqdm
-
-    from gradkit_tools.course import assignment, tolerances
-
-    path = Path(path) if path is not None else assignment(name).calibration_file
-    doc, tol = json.loads(path.read_text()), tolerances(name)
-    seeds = spread_seeds(doc["runs"], doc["first_seed"])[:power_runs]
-    wrong = wrong_answers(name)
-    with tqdm(total=len(seeds), desc=f"{name} wrong answers", disable=not progress, leave=False) as bar:
-        values, _ = run_checks([(c, comps) for c, _, comps in wrong], tol, seeds, progress=bar.update)
-    reports = refit(name, path, out=out)
-    for rep in reports:
-        rep.power = {label: _power_entry(c, tol, v) for (c, label, _), v in zip(wrong, values)
-                     if f"{c.test}:{c.name}" == f"{rep.test}:{rep.name}"}
-    _write(Path(out) if out is not None else path, name, doc["runs"], doc["first_seed"], reports)
-    return reports
-
-
-def _write(path: Path, name: str, runs: int, first_seed: int, reports: Sequence[CheckReport]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"assignment": name, "runs": runs, "first_seed": first_seed,
-           "checks": {f"{r.test}:{r.name}": {k: v for k, v in asdict(r).items() if k != "assignment"} for r in reports}}
-    path.write_text(json.dumps(doc, indent=1, sort_keys=True, allow_nan=True) + "\n")
-    from gradkit_tools import calnotes
-    from gradkit_tools.course import assignment
-
-    a = assignment(name)
-    if path.resolve() == a.calibration_file.resolve() and a.notes_file.is_file():
-        calnotes.write(a.notes_file, path)  # NOTES.md quotes the figures from this file only
-
-
-def calibration_problems(name: str, course: str | Path | None = None, path: str | Path | None = None) -> list[str]:
-    """What is wrong with ``course/<name>/calibration.json`` against the current tolerances ([] when nothing).
-
-    The file must hold every check of :func:`checks_of` with at least :data:`MIN_CALIBRATION_RUNS`
-    runs, computed at the bounds tolerances.yml has now (a changed bound needs a new calibration), no
-    false fail, the fitted tail of an empirical bound within the test's share of its budget, and every
-    wrong answer of the check failing the full-credit bound with probability >= 0.99.
-    """
-    from gradkit_tools.course import assignment, tolerances
-
-    path = Path(path) if path is not None else assignment(name, course).calibration_file
-    if not path.exists():
-        return [f"{path} is missing: run `gradkit calibrate {name}`"]
-    doc, tol, declared = json.loads(path.read_text()), tolerances(name, course), budgets(name, course)
-    problems, recorded = [], doc.get("checks", {})
-    all_checks = checks_of(name, course)
-    wrong = wrong_answers(name, course)
-    for check in all_checks:
-        key, rep = f"{check.test}:{check.name}", recorded.get(f"{check.test}:{check.name}")
-        if rep is None:
-            problems.append(f"{key}: not in {path.name}")
-            continue
-        share = _budget_share(declared[check.test]["budget"], check, all_checks)
-        if rep["runs"] < MIN_CALIBRATION_RUNS:
-            problems.append(f"{key}: {rep['runs']} runs < {MIN_CALIBRATION_RUNS}")
-        if rep["bound"] != float(tol[check.full]) or rep["zero"] != (float(tol[check.zero]) if check.zero else None):
-            problems.append(f"{key}: calibrated at bounds {rep['bound']} / {rep['zero']}, tolerances.yml has "
-                            f"{tol[check.full]} / {tol[check.zero] if check.zero else None}: re-run gradkit calibrate")
-        if rep["false_fails"]:
-            problems.append(f"{key}: {rep['false_fails']} of {rep['runs']} reference runs fail the bound")
-        if rep["method"] != declared[check.test]["method"]:
-            problems.append(f"{key}: calibrated as {rep['method']}, "
-                            f"tolerances.yml says {declared[check.test]['method']}")
-        elif rep["method"] == "empirical" and not rep["tail_prob"] <= share:
-            problems.append(f"{key}: fitted P(fail) {rep['tail_prob']:.2g} exceeds the budget share {share:.2g}")
-        labels = [label for c, label, _ in wrong if c is check]
-        if not labels:
-            problems.append(f"{key}: no wrong answer of answers.yml with power: true lists {check.test} "
-                            "under fails:, so nothing measures its power")
-        for label in labels:
-            power = rep.get("power", {}).get(label)
-            if power is None or power["fail_prob"] < MIN_POWER:
-                problems.append(f"{key}: wrong answer {label!r} fails with probability "
-                                f"{'unmeasured' if power is None else format(power['fail_prob'], '.3f')} < 0.99: "
-                                f"run `gradkit calibrate {name} --power-only`")
-    return problems

@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from gradkit_tools import k8s, slurm
 from gradkit_tools.sandbox import MODES as SANDBOX_MODES
 
 __all__ = ["main", "build_parser"]
@@ -198,6 +199,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     if args.out and len(args.names) > 1:
         print("gradkit calibrate: -o names one file; give one assignment with it", file=sys.stderr)
         return 2
+    if args.shard or args.merge:
+        return slurm.calibrate_parts(args)
     if args.refit:
         reports = [r for name in args.names for r in refit(name, out=args.out)]
     elif args.power_only:
@@ -349,9 +352,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", type=lambda s: [t for t in s.split(",") if t], default=None, metavar="TEST[,TEST]",
                    help="calibrate only these hidden tests (new, or whose statistic changed) at the stored file's "
                         "seeds; keep the other tests' stored runs")
+    slurm.add_calibrate_shard_args(p)
     p.add_argument("-o", "--out", default=None, help="JSON output (default course/<name>/calibration.json)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_calibrate)
+
+    slurm.add_parser(sub)
+    k8s.add_parser(sub)
 
     p = sub.add_parser("mutate", help="mutation-test the hidden tests: every mutant of every solution stub, graded")
     p.add_argument("names", nargs="+", help="assignments")
