@@ -67,19 +67,6 @@ def test_offline_sets():
     assert X.shape == (1797, 64) and 0 <= X.min() and X.max() <= 1 and set(y) == set(range(10))
 
 
-def test_keras_dataset_error_is_clear(monkeypatch):
-    import keras
-
-    def offline():
-        raise OSError("no network")
-
-    monkeypatch.setattr(keras.datasets.mnist, "load_data", offline)
-    with pytest.raises(RuntimeError, match="digits"):
-        data.keras_dataset("mnist")
-    with pytest.raises(KeyError):
-        data.keras_dataset("cifar")
-
-
 def test_train_test_split():
     X, y = np.arange(20).reshape(10, 2), np.arange(10)
     Xtr, Xte, ytr, yte = data.train_test_split(X, y, 0.3, rng=0)

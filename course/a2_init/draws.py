@@ -9,7 +9,7 @@ from keras import ops
 
 from gradkit.guard import assert_finite, student_call
 
-__all__ = ["draws", "seeding_findings"]
+__all__ = ["check_dtypes", "draws", "seeding_findings"]
 
 
 def draws(fn: Any, what: str, calls: list[tuple], tol: Mapping, *, dtype: bool = True) -> list:
@@ -26,6 +26,18 @@ def draws(fn: Any, what: str, calls: list[tuple], tol: Mapping, *, dtype: bool =
         arrays.append(assert_finite(ops.convert_to_numpy(w), f"{what}{shape}"))
         assert arrays[-1].shape == shape, f"{what}{shape} returned shape {arrays[-1].shape}"
     return arrays
+
+
+def check_dtypes(fn: Any, what: str, tol: Mapping, seed: int) -> None:
+    """Fails unless ``fn((4, 3), seed=seed)`` is float32 (the default) and ``fn((4, 3), dtype="float16",
+    seed=seed)`` is float16 (a dtype every backend has): the first check of every distribution test."""
+    for kw, want in (({}, "float32"), ({"dtype": "float16"}, "float16")):
+        out = student_call(fn, (4, 3), seed=seed, what=what, timeout_s=tol["call_timeout_s"], **kw)
+        got = getattr(out, "dtype", None)
+        got = type(out).__name__ if got is None else keras.backend.standardize_dtype(got)
+        assert got == want, (
+            f"{what}((4, 3){', dtype=' + repr(kw['dtype']) if kw else ''}) returned dtype {got}, expected {want}: "
+            "pass `dtype` on to keras.random (its default is 'float32')")
 
 
 def seeding_findings(what: str, first, again, other, s1: int, s2: int) -> list[tuple[float, str]]:

@@ -10,8 +10,10 @@ function               what                                            seed
 ``linear_explode``     y = 5 + 10 x on x = 0..99 (SGD diverges)        004
 ``iris``               sklearn's iris (petal features by default)      003
 ``digits``             sklearn's 8x8 digits, offline stand-in for MNIST 001/002
-``keras_dataset``      MNIST / Fashion-MNIST through keras.datasets    001-003
 =====================  ==============================================  ============
+
+MNIST and Fashion-MNIST (seeds 001-003), with the digits as their offline substitute, are
+loaded by :func:`gradkit.imagedata.load_images`.
 
 Every random function takes ``rng``: an ``int`` seed or a
 ``numpy.random.Generator``; nothing touches NumPy's global state.
@@ -25,7 +27,7 @@ import numpy as np
 
 __all__ = [
     "LU_INTERVAL", "LU_TARGETS", "as_rng", "two_spirals", "circles", "moons",
-    "lu_target", "lu_dataset", "linear_explode", "iris", "digits", "keras_dataset",
+    "lu_target", "lu_dataset", "linear_explode", "iris", "digits",
     "train_test_split",
 ]
 
@@ -163,35 +165,6 @@ def digits():
 
     d = load_digits()
     return (d.data / 16.0).astype(np.float32), d.target.astype(np.int64)
-
-
-def keras_dataset(name: str = "mnist", *, flatten: bool = True):
-    """MNIST or Fashion-MNIST through ``keras.datasets`` (needs the network
-    the first time; cached in ``~/.keras/datasets`` afterwards).
-
-    Returns ``(x_train, y_train), (x_test, y_test)`` with pixels in [0, 1],
-    flattened to 784 features when ``flatten``.
-
-    Raises
-    ------
-    RuntimeError
-        When the download fails, naming the offline alternative :func:`digits`.
-    """
-    import keras
-
-    loaders = {"mnist": keras.datasets.mnist, "fashion_mnist": keras.datasets.fashion_mnist}
-    if name not in loaders:
-        raise KeyError(f"unknown data set {name!r}; known: {', '.join(loaders)}")
-    try:
-        (xtr, ytr), (xte, yte) = loaders[name].load_data()
-    except Exception as exc:  # urllib raises several types; all mean "no data"
-        raise RuntimeError(
-            f"could not load {name} through keras.datasets ({type(exc).__name__}: {exc}); "
-            "it needs network access the first time. Offline, use gradkit.data.digits() instead."
-        ) from exc
-    prep = (lambda a: a.reshape(len(a), -1)) if flatten else (lambda a: a)
-    return ((prep(xtr) / 255.0).astype(np.float32), ytr.astype(np.int64)), \
-           ((prep(xte) / 255.0).astype(np.float32), yte.astype(np.int64))
 
 
 def train_test_split(X: np.ndarray, y: np.ndarray, test_fraction: float = 0.5, *, rng):
