@@ -103,13 +103,16 @@ class EnsembleDense(keras.layers.Layer):
         per member with fans of the ``(in, units)`` member kernel.
     seed : int
         Seed of this layer's kernel draw (the bias uses ``derive_seed(seed, 1)``).
+    use_bias : bool
+        False: no bias (``y = activation(x @ kernel)``).
     """
 
     def __init__(self, units: int, members: int, activation: Any = None,
                  kernel_initializer: Any = "he_normal", bias_initializer: Any = "zeros",
-                 seed: int = 0, **kwargs):
+                 seed: int = 0, use_bias: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.units, self.members, self.seed = int(units), int(members), int(seed)
+        self.use_bias = bool(use_bias)
         self.activation = activation
         self.activation_fn = get_activation(activation) if activation is not None else None
         self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
@@ -125,14 +128,15 @@ class EnsembleDense(keras.layers.Layer):
         self.bias = self.add_weight(
             name="bias", shape=(self.units, self.members),
             initializer=MemberwiseInitializer(self.bias_initializer, self.members,
-                                              derive_seed(self.seed, 1)))
+                                              derive_seed(self.seed, 1))) if self.use_bias else None
 
     def call(self, x):
         if self.kernel.shape[0] <= _BROADCAST_MAX_IN:
             y = ops.sum(ops.expand_dims(x, 2) * self.kernel, axis=1)  # (b,in,1,M)*(in,u,M)
         else:
             y = ops.einsum("bim,ium->bum", x, self.kernel)
-        y = y + self.bias
+        if self.bias is not None:
+            y = y + self.bias
         return y if self.activation_fn is None else self.activation_fn(y)
 
     def compute_output_shape(self, input_shape):
@@ -140,7 +144,7 @@ class EnsembleDense(keras.layers.Layer):
 
     def get_config(self):
         cfg = super().get_config()
-        cfg.update(units=self.units, members=self.members, seed=self.seed,
+        cfg.update(units=self.units, members=self.members, seed=self.seed, use_bias=self.use_bias,
                    activation=None if self.activation is None else activation_name(self.activation),
                    kernel_initializer=self.kernel_initializer if isinstance(self.kernel_initializer, str)
                    else keras.initializers.serialize(self.kernel_initializer),
