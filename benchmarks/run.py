@@ -15,6 +15,7 @@ set in its environment, so TensorFlow and JAX never share a process):
   grade      bench_grade.py      `gradkit grade` throughput on N copies, --jobs 1 vs 2
   harness    bench_harness.py    grading time per submission: the harness vs otter's runner (target <= 1.5x)
   report     bench_report.py     `gradkit report` for 300 submissions; similarity vs a per-pair script
+  calibration bench_calibration.py calibration runs: many seeds side by side vs seed by seed
 
 ``--backend both`` (the default of a full run) runs every part under TensorFlow, then, within the
 time budget, the collapse study and the in-process hidden tests under JAX (the JAX rows say so);
@@ -54,7 +55,7 @@ _reexec_in_venv()
 sys.path.insert(0, str(HERE))
 from _common import loadavg, machine  # noqa: E402
 
-PARTS = ["collapse", "hidden", "notebooks", "grade", "harness", "report"]
+PARTS = ["collapse", "hidden", "notebooks", "grade", "harness", "report", "calibration"]
 #: what runs under JAX when --backend both (the budget of a 15-minute run on 2 cores)
 JAX_EXTRA = {"collapse": [], "hidden": ["--no-otter"]}
 PART_TIMEOUT_S = 1500

@@ -27,7 +27,7 @@ seed : int
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import keras
 import numpy as np
@@ -37,7 +37,7 @@ from scipy import stats
 from gradkit._ensemble_layers import derive_seed
 from gradkit.stats import variance_interval, wilson_interval
 from gradkit_grader.bands import memo
-from gradkit_grader.course.a2_init.circles import deep_accuracy, depth_gap
+from gradkit_grader.course.a2_init.circles import deep_accuracies, depth_gaps
 from gradkit_grader.course.a2_init.draws import draws as _draws
 from gradkit_grader.course.a2_init.draws import seeding_findings
 from gradkit_grader.course.a2_init.reference import compute_fans
@@ -47,7 +47,8 @@ from gradkit_grader.statistic import Check
 
 __all__ = ["CHECKS", "distribution_findings", "distribution_pvalue", "distribution_failure", "relu_stds",
            "relu_theory", "relu_log_dev_short", "relu_log_dev_deep", "relu_ratio_dev", "circles_accuracy",
-           "uniform_findings", "uniform_pvalue", "uniform_failure", "uniform_depth_gap", "reference"]
+           "circles_accuracies", "uniform_findings", "uniform_pvalue", "uniform_failure", "uniform_depth_gap",
+           "uniform_depth_gaps", "reference"]
 
 _NAMES = ("glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "lecun_normal")
 
@@ -218,19 +219,33 @@ def relu_ratio_dev(components: Mapping, tol: Mapping, seed: int) -> float:
     return _relu_stat(components, tol, seed, "ratio")
 
 
+def circles_accuracies(components: Mapping, tol: Mapping, seeds: Sequence[int]) -> list[float]:
+    """:func:`circles_accuracy` of each seed of ``seeds``, their nets trained side by side
+    (:func:`gradkit_grader.course.a2_init.circles.deep_accuracies`)."""
+    fn = components["glorot_uniform"]
+    return deep_accuracies(lambda calls: _draws(fn, "glorot_uniform", calls, tol, dtype=False), tol, seeds)
+
+
 def circles_accuracy(components: Mapping, tol: Mapping, seed: int) -> float:
     """Mean test accuracy, in [0, 1], of ``circles_members`` copies of seed 004's deep tanh net with kernels
-    drawn from ``components["glorot_uniform"]`` (:func:`gradkit_grader.course.a2_init.circles.deep_accuracy`)."""
-    fn = components["glorot_uniform"]
-    return deep_accuracy(lambda calls: _draws(fn, "glorot_uniform", calls, tol, dtype=False), tol, seed)
+    drawn from ``components["glorot_uniform"]`` (:func:`gradkit_grader.course.a2_init.circles.deep_accuracy`):
+    :func:`circles_accuracies` of the one seed."""
+    return circles_accuracies(components, tol, [seed])[0]
+
+
+def uniform_depth_gaps(components: Mapping, tol: Mapping, seeds: Sequence[int]) -> list[float]:
+    """:func:`uniform_depth_gap` of each seed of ``seeds``, their nets trained side by side
+    (:func:`gradkit_grader.course.a2_init.circles.depth_gaps`)."""
+    fn = components["random_uniform"]
+    return depth_gaps(lambda calls: _draws(fn, "random_uniform", calls, tol, dtype=False), tol, seeds)
 
 
 def uniform_depth_gap(components: Mapping, tol: Mapping, seed: int) -> float:
     """Seed 004's depth gap with kernels from ``components["random_uniform"]`` at its defaults (the lab's
     ``RandomUniform(0, 1)``): mean test accuracy of the shallow nets minus the deep nets'
-    (:func:`gradkit_grader.course.a2_init.circles.depth_gap`), in [-1, 1]."""
-    fn = components["random_uniform"]
-    return depth_gap(lambda calls: _draws(fn, "random_uniform", calls, tol, dtype=False), tol, seed)
+    (:func:`gradkit_grader.course.a2_init.circles.depth_gap`), in [-1, 1]: :func:`uniform_depth_gaps` of
+    the one seed."""
+    return uniform_depth_gaps(components, tol, [seed])[0]
 
 
 def _keras_initializer(make):
@@ -270,8 +285,8 @@ CHECKS = tuple(
                                ("max |log std/theory|, all layers", relu_log_dev_deep, "relu_max_log_dev_deep"),
                                ("|per-layer std ratio / theory - 1|", relu_ratio_dev, "relu_max_ratio_dev"))]
     + [Check("q4 Glorot circles accuracy", "test_glorot_uniform_trains_deep_tanh_net", circles_accuracy,
-             "circles_acc_full", "circles_acc_zero", _only("glorot_uniform")),
+             "circles_acc_full", "circles_acc_zero", _only("glorot_uniform"), batched=circles_accuracies),
        Check("q7 random_uniform distribution (min p-value)", "test_random_uniform_distribution", uniform_pvalue,
              "min_pvalue", None, _only("random_uniform")),
        Check("q7 RandomUniform(0, 1) depth gap (shallow - deep accuracy)", "test_uniform_depth_gap", uniform_depth_gap,
-             "gap_full", "gap_zero", _only("random_uniform"))])
+             "gap_full", "gap_zero", _only("random_uniform"), batched=uniform_depth_gaps)])

@@ -8,12 +8,15 @@ seed sweep (``gradkit sweep``) and the
 calibration of the bounds run many times; so the number a student is graded on and the
 number the bound was calibrated on come from one piece of code.
 
-Each assignment's statistics module exports ``CHECKS``: a tuple of :class:`Check`.
+Each assignment's statistics module exports ``CHECKS``: a tuple of :class:`Check`. A check whose
+statistic trains models may also give ``batched``, the statistic of many seeds in one go (their runs
+trained side by side); the single-seed statistic is then its one-seed case, so a grade and a
+calibration still come from one piece of code.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 __all__ = ["Check", "direction"]
 
@@ -42,6 +45,11 @@ class Check:
         ``reference(tol) -> components``: gradkit's own correct components, for sweeps and
         calibration. The wrong answers a bound must reject are not listed here: they are the
         entries of the assignment's ``answers.yml`` whose ``fails:`` names the test.
+    batched : callable or None
+        ``batched(components, tol, seeds) -> list of float``, one value per seed in the order of
+        ``seeds``, each the value ``statistic(components, tol, seed)`` gives (the same code: the
+        statistic is its one-seed case); what sweeps and calibrations run when present, a chunk of
+        seeds per call (:func:`gradkit_tools.calibrate.run_checks`). None: the statistic seed by seed.
     """
 
     name: str
@@ -50,6 +58,7 @@ class Check:
     full: str
     zero: str | None
     reference: Callable[[Mapping[str, Any]], Mapping[str, Any]]
+    batched: Callable[[Mapping[str, Any], Mapping[str, Any], Sequence[int]], list[float]] | None = None
 
     def larger_is_better(self, tol: Mapping[str, Any]) -> bool:
         """True when values above the full-credit bound pass (accuracy), False when below (loss)."""

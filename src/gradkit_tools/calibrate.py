@@ -39,9 +39,12 @@ from gradkit_tools.calreport import DEFAULT_BUDGET, MIN_POWER, CheckReport, _pow
 
 __all__ = ["CheckReport", "checks_of", "budgets", "spread_seeds", "run_check", "run_checks", "summarize", "sweep",
            "calibrate", "refit", "repower", "wrong_answers", "calibration_problems", "format_reports", "DEFAULT_BUDGET",
-           "MIN_CALIBRATION_RUNS", "MIN_POWER", "calibrate_shard", "merge_shards"]
+           "MIN_CALIBRATION_RUNS", "BATCH_RUNS", "MIN_POWER", "calibrate_shard", "merge_shards"]
 
 MIN_CALIBRATION_RUNS = 300  # empirical bounds rest on >= 300 reference runs
+#: seeds per call of a check's ``batched`` statistic (one model of that many runs side by side); a2's depth
+#: gap peaks at 1.3 GB resident with 50 (1.8 GB with 100, ~15% less time per run; benchmarks/bench_calibration.py)
+BATCH_RUNS = 50
 
 
 def checks_of(name: str, course: str | Path | None = None) -> tuple[Check, ...]:
@@ -72,38 +75,66 @@ def spread_seeds(n: int, first_seed: int) -> list[int]:
 
 
 def run_check(check: Check, tol: Mapping[str, Any], seeds: Sequence[int],
-              components: Mapping[str, Any] | None = None, progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """``check.statistic(components, tol, seed)`` for each seed (reference components by default).
-
-    A run that raises (a timeout, a crash) gives NaN: it counts as a failure, never as a pass.
-    """
+              components: Mapping[str, Any] | None = None, progress: Callable[[int], None] | None = None, *,
+              batch_runs: int = BATCH_RUNS) -> np.ndarray:
+    """``check.statistic(components, tol, seed)`` for each seed (reference components by default), ``batch_runs``
+    seeds per call of ``check.batched`` (:func:`run_checks`). A run that raises (a timeout, a crash) gives NaN:
+    it counts as a failure, never as a pass."""
     comps = check.reference(tol) if components is None else components
-    values, _ = run_checks([(check, comps)], tol, seeds, progress)
+    values, _ = run_checks([(check, comps)], tol, seeds, progress, batch_runs=batch_runs)
     return values[0]
 
 
+def _one(check: Check, comps: Mapping[str, Any], tol: Mapping[str, Any], seed: int) -> float:  # NaN: a failure
+    try:
+        return float(check.statistic(comps, tol, int(seed)))
+    except Exception:  # noqa: BLE001 - a failing run is data: it fails the bound
+        return math.nan
+
+
+def _batch(check: Check, comps: Mapping[str, Any], tol: Mapping[str, Any], seeds: Sequence[int]) -> list[float]:
+    """``check.batched`` of ``seeds``; when it raises (one run's crash or timeout fails the whole call), or
+    gives other than one value per seed, the seeds one by one, so each failing run alone is NaN."""
+    try:
+        out = [float(v) for v in check.batched(comps, tol, [int(s) for s in seeds])]
+        if len(out) == len(seeds):
+            return out
+    except Exception:  # noqa: BLE001, S110 - rerun seed by seed below
+        pass
+    return [_one(check, comps, tol, seed) for seed in seeds]
+
+
 def run_checks(jobs: Sequence[tuple[Check, Mapping[str, Any]]], tol: Mapping[str, Any], seeds: Sequence[int],
-               progress: Callable[[int], None] | None = None) -> tuple[list[np.ndarray], list[float]]:
+               progress: Callable[[int], None] | None = None, *,
+               batch_runs: int = BATCH_RUNS) -> tuple[list[np.ndarray], list[float]]:
     """Every ``(check, components)`` of ``jobs`` under each seed: ``([values per job], [seconds per job])``.
 
-    Seed-major, as one submission is graded: the memo of :mod:`gradkit_grader.bands` is cleared once per
-    seed, so statistics of one test that share a computation (a2's three ReLU statistics) compute
-    it once per seed. A run that raises gives NaN (a failure, never a pass).
+    The seeds go in chunks of ``batch_runs`` (<= 1: all seed by seed). A check with ``batched`` runs a chunk
+    in one call (the values seed by seed would give); the others run seed-major, as one submission is
+    graded: the memo of :mod:`gradkit_grader.bands` is cleared once per seed, so statistics of one test that
+    share a computation (a2's three ReLU statistics) compute it once per seed. A run that raises gives NaN.
     """
     from gradkit_grader.bands import clear_memo
 
     values, seconds = [[] for _ in jobs], [0.0] * len(jobs)
-    for seed in seeds:
-        clear_memo()
-        for i, (check, comps) in enumerate(jobs):
+    size = max(1, int(batch_runs))
+    batched = [i for i, (check, _) in enumerate(jobs) if check.batched is not None and size > 1]
+    for start in range(0, len(seeds), size):
+        chunk = [int(s) for s in seeds[start:start + size]]
+        for i in batched:
+            check, comps = jobs[i]
             t0 = time.perf_counter()
-            try:
-                values[i].append(float(check.statistic(comps, tol, int(seed))))
-            except Exception:  # noqa: BLE001 - a failing run is data: it fails the bound
-                values[i].append(math.nan)
+            values[i] += _batch(check, comps, tol, chunk)
             seconds[i] += time.perf_counter() - t0
-        if progress:
-            progress(1)
+        for seed in chunk:
+            clear_memo()
+            for i, (check, comps) in enumerate(jobs):
+                if i not in batched:
+                    t0 = time.perf_counter()
+                    values[i].append(_one(check, comps, tol, seed))
+                    seconds[i] += time.perf_counter() - t0
+            if progress:
+                progress(1)
     clear_memo()
     return [np.asarray(v, dtype=float) for v in values], seconds
 
@@ -175,7 +206,8 @@ def _budget_share(budget: float, check: Check, all_checks: Sequence[Check]) -> f
 
 def sweep(name: str, seeds: int | Sequence[int] = 20, *, tol: Mapping[str, Any] | None = None, first_seed: int = 1,
           budget: float | None = None, power_runs: int = 0, workers: int = 1, progress: bool = True,
-          course: str | Path | None = None, only: Collection[str] | None = None) -> list[CheckReport]:
+          course: str | Path | None = None, only: Collection[str] | None = None,
+          batch_runs: int = BATCH_RUNS) -> list[CheckReport]:
     """Run every check of assignment ``name`` (or those of the hidden tests ``only``) with the reference
     components under ``seeds``.
 
@@ -183,6 +215,8 @@ def sweep(name: str, seeds: int | Sequence[int] = 20, *, tol: Mapping[str, Any] 
     ``budget``: false-fail budget of every check (default: each check's from tolerances.yml).
     ``power_runs``: runs per wrong answer (0: skip the power study).
     ``workers``: processes sharing the seeds (the same numbers as one process; each imports Keras anew).
+    ``batch_runs``: seeds per call of a check's ``batched`` statistic (:func:`run_checks`), within each
+    process's seeds.
     ``course``: the course folder (default :func:`gradkit_tools.course.find_course`).
     """
     from tqdm import tqdm
@@ -198,13 +232,14 @@ def sweep(name: str, seeds: int | Sequence[int] = 20, *, tol: Mapping[str, Any] 
     power_seeds = seed_list[:power_runs] if power_runs and wrong else []
     if workers > 1:
         values, seconds, wrong_values = _in_processes(name, tol, seed_list, power_seeds, workers, progress, course,
-                                                      only)
+                                                      only, batch_runs)
     else:
         with tqdm(total=len(seed_list), desc=f"{name} reference", disable=not progress, leave=False) as bar:
-            values, seconds = run_checks(jobs, tol, seed_list, progress=bar.update)
+            values, seconds = run_checks(jobs, tol, seed_list, progress=bar.update, batch_runs=batch_runs)
         with tqdm(total=len(power_seeds), desc=f"{name} wrong answers", disable=not progress or not power_seeds,
                   leave=False) as bar:
-            wrong_values, _ = run_checks([(c, comps) for c, _, comps in wrong], tol, power_seeds, progress=bar.update)
+            wrong_values, _ = run_checks([(c, comps) for c, _, comps in wrong], tol, power_seeds, progress=bar.update,
+                                         batch_runs=batch_runs)
     return _reports(name, tol, [c for c, _ in jobs], values, seconds, wrong, wrong_values, budget=budget,
                     declared=declared, all_checks=all_checks, power=bool(power_runs))
 
@@ -243,19 +278,22 @@ def _part(xs: Sequence, i: int, n: int) -> list:
 
 
 def _chunk(args: tuple) -> tuple[list, list, list]:
-    """Worker of :func:`_in_processes`: the reference runs and the wrong answers' runs of some seeds."""
-    name, tol, seeds, power_seeds, course, only = args
+    """Worker of :func:`_in_processes` and of a shard (:func:`gradkit_tools.calfile.calibrate_shard`): the
+    reference runs and the wrong answers' runs of some seeds; ``args`` is ``(name, tol, seeds, power_seeds,
+    course, only[, batch_runs])`` (:data:`BATCH_RUNS` when left out), the seeds batched within this slice."""
+    name, tol, seeds, power_seeds, course, only, *rest = args
+    batch_runs = rest[0] if rest else BATCH_RUNS
     checks = _selected(checks_of(name, course), only)
-    values, seconds = run_checks([(c, c.reference(tol)) for c in checks], tol, seeds)
+    values, seconds = run_checks([(c, c.reference(tol)) for c in checks], tol, seeds, batch_runs=batch_runs)
     wrong = [(c, comps) for c, _, comps in wrong_answers(name, course)
              if only is None or c.test in only] if power_seeds else []
-    wrong_values, _ = run_checks(wrong, tol, power_seeds)
+    wrong_values, _ = run_checks(wrong, tol, power_seeds, batch_runs=batch_runs)
     return [v.tolist() for v in values], seconds, [v.tolist() for v in wrong_values]
 
 
 def _in_processes(name: str, tol: Mapping[str, Any], seeds: list[int], power_seeds: list[int], workers: int,
-                  progress: bool, course: str | Path | None = None, only: Collection[str] | None = None
-                  ) -> tuple[list[np.ndarray], list[float], list[np.ndarray]]:
+                  progress: bool, course: str | Path | None = None, only: Collection[str] | None = None,
+                  batch_runs: int = BATCH_RUNS) -> tuple[list[np.ndarray], list[float], list[np.ndarray]]:
     """:func:`run_checks` of the reference and of the wrong answers with the seeds split into ``workers``
     contiguous chunks, one fresh process each (spawned: no state shared); merged in seed order, so the
     result equals the serial one."""
@@ -265,7 +303,7 @@ def _in_processes(name: str, tol: Mapping[str, Any], seeds: list[int], power_see
     from tqdm import tqdm
 
     cut = lambda xs: [_part(xs, i, workers) for i in range(workers)]  # noqa: E731
-    tasks = [(name, dict(tol), a, b, course, only) for a, b in zip(cut(seeds), cut(power_seeds))]
+    tasks = [(name, dict(tol), a, b, course, only, batch_runs) for a, b in zip(cut(seeds), cut(power_seeds))]
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         parts = list(tqdm(pool.map(_chunk, tasks), total=len(tasks), desc=f"{name} in {workers} processes",
                           disable=not progress, leave=False))
@@ -276,7 +314,8 @@ def _in_processes(name: str, tol: Mapping[str, Any], seeds: list[int], power_see
 
 def calibrate(name: str, runs: int = MIN_CALIBRATION_RUNS, *, out: str | Path | None = None,
               first_seed: int = 10_000, power_runs: int = 30, budget: float | None = None, workers: int = 1,
-              progress: bool = True, only: Collection[str] | None = None) -> list[CheckReport]:
+              progress: bool = True, only: Collection[str] | None = None,
+              batch_runs: int = BATCH_RUNS) -> list[CheckReport]:
     """:func:`sweep` with ``runs`` (>= 300) seeds and the power study; writes ``out`` (JSON).
 
     ``out`` default: ``course/<name>/calibration.json``.
@@ -286,6 +325,7 @@ def calibrate(name: str, runs: int = MIN_CALIBRATION_RUNS, *, out: str | Path | 
     ``power_runs``: runs per wrong answer; its fail probability is the smaller of the observed
     fraction and that of a normal fitted to the runs (30 runs all failing show >= 0.905 at 95% by
     themselves; the fitted tail is what shows >= 0.99).
+    ``batch_runs``: seeds per call of a check's ``batched`` statistic (:func:`run_checks`; the same values).
     """
     if runs < MIN_CALIBRATION_RUNS:
         raise ValueError(f"calibration needs >= {MIN_CALIBRATION_RUNS} runs, got {runs}")
@@ -296,7 +336,7 @@ def calibrate(name: str, runs: int = MIN_CALIBRATION_RUNS, *, out: str | Path | 
     if stored is not None:
         runs, first_seed = stored["runs"], stored["first_seed"]
     reports = sweep(name, runs, first_seed=first_seed, budget=budget, power_runs=power_runs, workers=workers,
-                    progress=progress, only=only)
+                    progress=progress, only=only, batch_runs=batch_runs)
     reports = _keep_stored(name, reports, stored)
     _write(path, name, runs, first_seed, reports)
     return reports

@@ -38,7 +38,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from gradkit_tools.calibrate import format_reports, sweep
 
     reports = [r for name in args.names for r in sweep(name, args.seeds, first_seed=args.first_seed,
-                                                       power_runs=args.power_runs, progress=not args.quiet)]
+                                                       power_runs=args.power_runs, progress=not args.quiet,
+                                                       batch_runs=args.batch_runs)]
     print(format_reports(reports))
     short = [why for r in reports if (why := r.sweep_shortfall(args.min_margin))]
     for why in short:
@@ -63,7 +64,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         reports = [r for name in args.names for r in calibrate(name, args.runs, out=args.out,
                                                                first_seed=args.first_seed,
                                                                power_runs=args.power_runs, workers=args.jobs,
-                                                               progress=not args.quiet, only=args.only)]
+                                                               progress=not args.quiet, only=args.only,
+                                                               batch_runs=args.batch_runs)]
     print(format_reports(reports))
     return 0 if all(r.ok for r in reports) else 1
 
@@ -83,6 +85,14 @@ def _cmd_notes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _batch_runs_arg(p: argparse.ArgumentParser) -> None:
+    from gradkit_tools.calibrate import BATCH_RUNS
+
+    p.add_argument("--batch-runs", type=int, default=BATCH_RUNS, metavar="N",
+                   help="seeds trained side by side in one model by the checks that can (the same values; "
+                        "1: seed by seed)")
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add ``sweep``, ``calibrate``, ``mutate`` and ``notes`` to the subcommands ``sub``."""
     p = sub.add_parser("sweep", help="run each stochastic hidden test's statistic with the reference under many seeds")
@@ -94,6 +104,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-margin", type=float, default=3.0,
                    help="exit 1 if an empirical bound's margin (in sd) is below this")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _batch_runs_arg(p)
     p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("calibrate", help="calibrate the stochastic bounds: >= 300 reference runs, power, budget")
@@ -113,6 +124,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     slurm.add_calibrate_shard_args(p)
     p.add_argument("-o", "--out", default=None, help="JSON output (default course/<name>/calibration.json)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _batch_runs_arg(p)
     p.set_defaults(func=_cmd_calibrate)
 
     p = sub.add_parser("mutate", help="mutation-test the hidden tests: every mutant of every solution stub, graded")
