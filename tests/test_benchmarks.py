@@ -43,18 +43,19 @@ def test_memory_benchmark_names_an_unknown_assignment():
 
 def test_calibration_benchmark_record(tmp_path):
     out = tmp_path / "calibration.json"
-    proc = _bench("bench_calibration.py", "--quick", "--runs", "2", "--sample", "1", "--epochs", "1",
-                  "--json", str(out))
+    proc = _bench("bench_calibration.py", "--quick", "--runs", "2", "--sample", "1", "--json", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
     rec = json.loads(out.read_text())
     checks = rec["extra"]["checks"]
-    assert [c["test"] for c in checks] == ["test_glorot_uniform_trains_deep_tanh_net", "test_uniform_depth_gap"]
-    for c in checks:
+    batched = [c for c in checks if c["equal"] is not None]
+    assert {c["test"] for c in batched} >= {"test_glorot_uniform_trains_deep_tanh_net", "test_uniform_depth_gap"}
+    for c in batched:
         assert c["runs"] == 2 and c["sample"] == 1 and c["equal"] is True  # batched = per-seed, bit for bit
+    for c in checks:
         assert abs(c["ratio"] - c["per_seed_s"] / c["batched_s"]) < 1e-9 * c["ratio"]
-    a2 = next(p for p in rec["extra"]["projections"] if p["assignment"] == "a2_init")
+    assert {p["assignment"] for p in rec["extra"]["projections"]} == {"a2_init"}  # --quick: QUICK's only
+    a2 = rec["extra"]["projections"][0]
     assert 0 < a2["after_s"] and 0 < a2["before_s"]
-    assert {p["assignment"] for p in rec["extra"]["projections"]} >= {"a2_init", "a3_dying_relu"}
     # targets are for full tolerances and 50 runs: a shrunk run is not judged against them
-    assert [t["met"] for t in rec["targets"]] == [None, None]
+    assert [t["met"] for t in rec["targets"]] == [None]
     assert "full calibration" in proc.stdout and "n/a" in proc.stdout

@@ -212,7 +212,8 @@ def test_scan_release_finds_reformatted_hidden_test(tmp_path):
 
 
 def test_runtime_sources_carry_the_packages_and_one_assignments_statistics():
-    """A zip carries gradkit and gradkit_grader whole, plus its own assignment's statistics.py only."""
+    """A zip carries gradkit and gradkit_grader whole, plus its own assignment's statistics.py and the modules
+    beside it (a1: runs.py) only."""
     a1 = assignment("a1_clipping", ROOT / "course")
     files = runtime_sources(a1)
     assert RUNTIME_PACKAGES == ("gradkit", "gradkit_grader")
@@ -220,7 +221,8 @@ def test_runtime_sources_carry_the_packages_and_one_assignments_statistics():
     assert "gradkit/__init__.py" in files and "gradkit_grader/seeding.py" in files
     assert not any("__pycache__" in p or p.endswith(".pyc") for p in files)
     assert [p for p in files if p.startswith("gradkit_grader/course/")] == [
-        "gradkit_grader/course/__init__.py", "gradkit_grader/course/a1_clipping/statistics.py"]
+        "gradkit_grader/course/__init__.py", "gradkit_grader/course/a1_clipping/runs.py",
+        "gradkit_grader/course/a1_clipping/statistics.py"]
     assert files["gradkit_grader/course/a1_clipping/statistics.py"] == a1.statistics_file.read_bytes()
     toy = runtime_sources(assignment("toy", TOY_COURSE))  # the same packages, the toy's statistics instead
     assert toy == {**{p: b for p, b in files.items() if not p.startswith("gradkit_grader/course/a1_clipping/")},

@@ -6,8 +6,9 @@ What :mod:`gradkit_tools.calibrate` does to a calibration file once the runs are
 :func:`calibrate_shard` (``gradkit calibrate NAME --shard K/N -o part.json``) runs the seeds of slice K
 of N -- the slice :func:`gradkit_tools.calibrate._in_processes` gives its K-th process -- and
 :func:`merge_shards` (``gradkit calibrate NAME --merge part*.json``) joins the parts in seed order and
-writes what one process would: the same file byte for byte except each check's ``seconds`` (time
-measured while running, different in every run).
+writes what one process would, byte for byte. The file holds no timings (time measured while running
+differs in every run); ``seconds`` of a :class:`CheckReport` is that run's, printed by
+:func:`gradkit_tools.calreport.format_reports`, and NaN for a report refitted from the file.
 
 This module imports :mod:`gradkit_tools.calibrate` inside its functions only (that module imports
 this one at its top and re-exports these names).
@@ -42,7 +43,7 @@ def _stored_report(check: Check, doc: Mapping, tol: Mapping[str, Any], declared:
         raise ValueError(f"{name}: {check.test} stores {len(old['values'])} of its {old['runs']} runs; "
                          f"run `gradkit calibrate {name}` again")
     share = _budget_share(declared[check.test]["budget"], check, all_checks)
-    rep = summarize(check, name, tol, np.asarray(old["values"], dtype=float), old["seconds"], share)
+    rep = summarize(check, name, tol, np.asarray(old["values"], dtype=float), float("nan"), share)
     rep.method, rep.power = declared[check.test]["method"], old["power"]
     return rep
 
@@ -85,10 +86,15 @@ def repower(name: str, path: str | Path | None = None, *, power_runs: int = 30, 
     return reports
 
 
+#: report fields the file leaves out: the assignment is the file's; the seconds differ in every run
+_NOT_STORED = ("assignment", "seconds")
+
+
 def _write(path: Path, name: str, runs: int, first_seed: int, reports: Sequence[CheckReport]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"assignment": name, "runs": runs, "first_seed": first_seed,
-           "checks": {f"{r.test}:{r.name}": {k: v for k, v in asdict(r).items() if k != "assignment"} for r in reports}}
+           "checks": {f"{r.test}:{r.name}": {k: v for k, v in asdict(r).items() if k not in _NOT_STORED}
+                      for r in reports}}
     path.write_text(json.dumps(doc, indent=1, sort_keys=True, allow_nan=True) + "\n")
     from gradkit_tools import calnotes
     from gradkit_tools.course import assignment

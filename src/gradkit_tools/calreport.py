@@ -138,7 +138,7 @@ def _power_entry(check: Check, tol: Mapping[str, Any], vals: np.ndarray) -> dict
 def format_reports(reports: Sequence[CheckReport]) -> str:
     """One line per check: bound, reference mean ± sd, false fails, upper bound, margin, tail, power."""
     head = ["assignment", "check", "bound", "mean", "sd", "fails/runs", "95% upper", "margin sd", "fitted P(fail)",
-            "budget", "power (min fail prob)", "verdict"]
+            "budget", "power (min fail prob)", "s/run", "verdict"]
     body = []
     for r in reports:
         op = ">=" if r.larger_is_better else "<="
@@ -147,7 +147,8 @@ def format_reports(reports: Sequence[CheckReport]) -> str:
         body.append([r.assignment, r.name, f"{op} {r.bound:g}", f"{r.mean:.4g}", f"{r.sd:.3g}",
                      f"{r.false_fails}/{r.runs}", f"{r.upper95:.3g}", f"{r.margin_sd:.2f}",
                      "exact" if r.method == "exact" else f"{r.tail_prob:.2e}",
-                     f"{r.budget:g}", "-" if math.isnan(power) else f"{power:.3f}", verdict])
+                     f"{r.budget:g}", "-" if math.isnan(power) else f"{power:.3f}",
+                     "-" if math.isnan(r.seconds) else f"{r.seconds / max(r.runs, 1):.3g}", verdict])
     widths = [max(len(c) for c in col) for col in zip(head, *body)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     return "\n".join([line(head), line(["-" * w for w in widths]), *map(line, body)])
