@@ -122,7 +122,8 @@ def test_checks_module():
     tol = tolerances(NAME)
     assert len(Path(module.__file__).read_text().splitlines()) <= 300
     by_test = {c.test: c for c in module.CHECKS}
-    assert set(by_test) == {"test_resnet_gradient", "test_resnet_trains", "test_grid_statement"}
+    assert set(by_test) == {"test_resnet_gradient", "test_resnet_trains", "test_grid_statement",
+                            "test_resnet_learns_spirals"}
     assert direction(tol["grad_log10_ratio_full"], tol["grad_log10_ratio_zero"]) is True   # larger is better
     assert direction(tol["train_loss_full"], tol["train_loss_zero"]) is False              # smaller is better
     assert by_test["test_grid_statement"].larger_is_better(tol)  # a positive margin passes

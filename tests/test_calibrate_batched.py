@@ -18,7 +18,10 @@ COURSE = ROOT / "course"
 BATCHED = [("a2_init", "test_glorot_uniform_trains_deep_tanh_net"), ("a2_init", "test_uniform_depth_gap")]
 #: the other checks with a batched statistic, and the module that tests them
 ELSEWHERE = {("a1_clipping", "test_training_loop_matches_keras"): "tests/test_batched_a1.py",
-             ("a1_clipping", "test_optimizer_converges"): "tests/test_batched_a1.py"}
+             ("a1_clipping", "test_optimizer_converges"): "tests/test_batched_a1.py",
+             ("a3_dying_relu", "test_run_study_relu"): "tests/test_batched_a3.py",
+             ("a3_dying_relu", "test_run_study_leaky"): "tests/test_batched_a3.py",
+             ("a4_resnet", "test_resnet_learns_spirals"): "tests/test_a4_spirals.py"}
 
 
 def _tol(name: str) -> dict:

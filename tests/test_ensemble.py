@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from gradkit import ensemble as E
+from gradkit._ensemble_fit import _STREAM_SHUFFLE
 from gradkit._ensemble_layers import ensemble_layers
 from gradkit.stats import variance_interval, wilson_interval
 from gradkit_grader.course.a3_dying_relu.reference import constant_members
@@ -62,7 +63,7 @@ def _copy_member(src, m_src, dst, m_dst):
 def _train_standalone(net, x, y, epochs, seed, m, optimizer=None):
     """Train an ordinary Keras model on member m's data in member m's shuffle order."""
     net.compile(optimizer=optimizer or keras.optimizers.Adam(LR), loss="mse")
-    rng = np.random.default_rng([seed, E._STREAM_SHUFFLE, m])
+    rng = np.random.default_rng([seed, _STREAM_SHUFFLE, m])
     losses = []
     for _ in range(epochs):
         order = rng.permutation(len(x))

@@ -11,7 +11,9 @@
   the student's clip, each step of all runs in one traced function (the student's clip is called run by
   run, between two calls, with concrete tensors). The old loop ran eagerly; Grappler's rewrites change
   the last bits of a graph (MatMul + Add fusions, the global norm's sum), so the traced steps run with
-  Grappler off (:func:`plain_graphs`), the ops as eager runs them: the same floats (measured).
+  Grappler off (:func:`plain_graphs`), the ops as eager runs them: the same floats (measured). On another
+  Keras backend (JAX, tests marked ``backends``) the steps run eagerly, through
+  :func:`gradkit._autodiff.loss_and_grads`.
 
 Building and tracing take seconds per shape (q1's 100 runs: ~25 s under load), so the last model built
 for each shape and configuration is kept (:func:`fit_lines`' cache, :meth:`Loops.get`) and its variables
@@ -25,10 +27,9 @@ from typing import Any, Callable, Iterator, Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
-from gradkit._autodiff import mean_loss
+from gradkit._autodiff import loss_and_grads, mean_loss
 from gradkit.data import linear_explode
 
 __all__ = ["Loops", "fit_lines", "group_key", "per_variable", "plain_graphs"]
@@ -122,9 +123,19 @@ def _dense_layers(model: keras.Model) -> list:
     return [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
 
 
+def _tensorflow() -> bool:
+    return keras.backend.backend() == "tensorflow"
+
+
 @contextmanager
 def plain_graphs() -> Iterator[None]:
-    """Within the block, traced functions run without Grappler's rewrites (the ops as eager runs them)."""
+    """Within the block, traced functions run without Grappler's rewrites (the ops as eager runs them);
+    nothing to do on a backend other than TensorFlow."""
+    if not _tensorflow():
+        yield
+        return
+    import tensorflow as tf
+
     before = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
     try:
@@ -135,6 +146,11 @@ def plain_graphs() -> Iterator[None]:
 
 def _grads(model: keras.Model, x, y) -> list:
     """What :func:`gradkit.diagnostics.gradients` computes (mean MSE, every trainable variable), as tensors."""
+    if not _tensorflow():
+        _, grads = loss_and_grads(model, x, y, mean_loss("mse", model), list(model.trainable_variables))
+        return [ops.convert_to_tensor(g) for g in grads]
+    import tensorflow as tf
+
     with tf.GradientTape() as tape:
         loss = mean_loss("mse", model)(y, model(x, training=False))
     return tape.gradient(loss, list(model.trainable_variables))
@@ -156,8 +172,12 @@ class Loops:
         self._weights = [(list(r.trainable_variables), list(s.trainable_variables)) for r, s in zip(self.ref, self.stu)]
         self.opt_stu.build([v for _, stu in self._weights for v in stu])
         self._state = [(v, np.array(ops.convert_to_numpy(v))) for v in self._optimizer_variables()]
-        self._ref_step = tf.function(self._ref_step_py, autograph=False)
-        self._stu_step = tf.function(self._stu_step_py, autograph=False)
+        self._ref_step, self._stu_step = self._ref_step_py, self._stu_step_py
+        if _tensorflow():
+            import tensorflow as tf
+
+            self._ref_step = tf.function(self._ref_step_py, autograph=False)
+            self._stu_step = tf.function(self._stu_step_py, autograph=False)
 
     @classmethod
     def get(cls, runs: int, build: Callable[[int], keras.Model], key: Any, lr: float, max_norm: float) -> "Loops":
@@ -189,13 +209,13 @@ class Loops:
     def _stu_step_py(self, clipped) -> None:
         self.opt_stu.apply_gradients(zip(clipped, [v for _, stu in self._weights for v in stu]))
 
-    def ref_step(self, xs: tf.Tensor, ys: tf.Tensor) -> list[list[tf.Tensor]]:
+    def ref_step(self, xs: Any, ys: Any) -> list[list[Any]]:
         """One Keras-clipped SGD step of every reference model on ``xs[r], ys[r]``; returns the gradients of
         the other models, one list per run (``model.trainable_variables`` order)."""
         with plain_graphs():
             return [list(g) for g in self._ref_step(xs, ys)]
 
-    def stu_step(self, clipped: Sequence[Sequence[tf.Tensor]]) -> None:
+    def stu_step(self, clipped: Sequence[Sequence[Any]]) -> None:
         """One plain SGD step of every student model with its clipped gradients (each run's list, float32,
         of its variables' shapes: the caller checks)."""
         with plain_graphs():

@@ -1,7 +1,7 @@
 """Statistics of assignment a4_resnet's stochastic hidden tests (question 2, ``build_resnet``; question 3's
 grid statement: :mod:`gradkit_grader.course.a4_resnet.grid`).
 
-Two hidden tests of q2 grade a number that depends on random initial weights and data, by band
+Three hidden tests of q2 grade a number that depends on random initial weights and data, by band
 (:mod:`gradkit_grader.bands`):
 
 * :func:`gradient_statistic` -- at initialisation, how much larger the gradient at the first
@@ -9,7 +9,9 @@ Two hidden tests of q2 grade a number that depends on random initial weights and
   net: the mean over ``grad_seeds`` model pairs of ``log10(|g_resnet| / |g_plain|)``;
 * :func:`training_statistic` -- the mean final training loss (binary cross-entropy) of
   ``train_seeds`` small ReLU ResNets of the student's after ``train_steps`` full-batch Adam steps
-  on the spirals; chance level is ln 2.
+  on the spirals; chance level is ln 2;
+* :func:`gradkit_grader.course.a4_resnet.spirals.spirals_accuracy` -- seed 000's finding: the mean test
+  accuracy on the spirals of ``spirals_members`` deep ``tanh`` ResNets of the student's, trained side by side.
 
 Both take the student's components, the values of tolerances.yml and the submission's
 seed (:func:`gradkit_grader.seeding.submission_seed`); every input they draw (the spirals, the models'
@@ -25,11 +27,10 @@ import keras
 import numpy as np
 
 from gradkit.data import two_spirals
-from gradkit.diagnostics import gradient_norms
 from gradkit.guard import assert_finite, student_call
-from gradkit.models import build_mlp
 from gradkit_grader.course.a4_resnet import grid
 from gradkit_grader.course.a4_resnet.reference import build_resnet, residual_block
+from gradkit_grader.course.a4_resnet.spirals import spirals_accuracies, spirals_accuracy
 from gradkit_grader.seeding import seed_in_failures
 from gradkit_grader.statistic import Check
 
@@ -88,13 +89,16 @@ def _mean_over_models(tol: Mapping[str, Any], seed: int, count: str, one) -> flo
     return float(np.mean(values))
 
 
-def first_layer_gradient(model: keras.Model, X: np.ndarray, Y: np.ndarray) -> float:
-    """Norm of the loss gradient (BCE, BN in training mode) w.r.t. the kernels reading the input.
+def first_layer_gradient(model: keras.Model, X: np.ndarray, Y: np.ndarray,
+                         weights: tuple[list, list] | None = None) -> float:
+    """Norm of the loss gradient (BCE, BN in training mode) w.r.t. the kernels reading the input
+    (:func:`gradkit.diagnostics.gradient_norms`, bit for bit: :func:`.grid.kernel_gradient_norms`; ``weights``:
+    in place of the model's own, :func:`.grid.seeded_net`'s).
 
     Those are the kernels of the Dense layers applied to ``model.inputs[0]`` (a ResNet's first
     block: its first Dense and its projection); the first kernel when none is found.
     """
-    norms = gradient_norms(model, X, Y, "binary_crossentropy", training=True)
+    norms = grid.kernel_gradient_norms(model, X, Y, "binary_crossentropy", weights)
     if not norms:
         raise AssertionError(f"{model.name} has no trainable kernel")
     assert_finite(list(norms.values()), f"the gradient norms of {model.name}")
@@ -124,13 +128,14 @@ def gradient_statistic(components: Mapping[str, Any], tol: Mapping[str, Any], se
     def log10_ratio(X, Y, s: int) -> float:
         res = _student_model(components["build_resnet"], tol, (tol["grad_blocks"], tol["grad_width"], 2, 1),
                              activation=tol["grad_activation"], initializer=tol["grad_initializer"], seed=s)
-        plain = build_mlp(tol["plain_depth"], tol["grad_width"], activation=tol["grad_activation"],
-                          initializer=tol["grad_initializer"], input_dim=2, output_dim=1, seed=s)
         g_res = first_layer_gradient(res, X, Y)
         if not g_res > 0:
             raise AssertionError("the gradient at the first layer of your ResNet is exactly zero: no "
                                  "gradient reaches the input (is the skip connection there?)")
-        g_plain = max(first_layer_gradient(plain, X, Y), 1e-30)
+        plain, weights = grid.seeded_net("build_mlp", s, depth=tol["plain_depth"], width=tol["grad_width"],
+                                         activation=tol["grad_activation"], initializer=tol["grad_initializer"],
+                                         input_dim=2, output_dim=1)
+        g_plain = max(first_layer_gradient(plain, X, Y, weights), 1e-30)
         return math.log10(g_res) - math.log10(g_plain)
 
     return _mean_over_models(tol, seed, "grad_seeds", log10_ratio)
@@ -172,4 +177,7 @@ CHECKS = (
           statistic=training_statistic, full="train_loss_full", zero="train_loss_zero", reference=reference),
     Check(name="q3 seed 001's grid: margin of the two names (log10)", test="test_grid_statement",
           statistic=grid.grid_margin, full="grid_log10_margin_min", zero=None, reference=grid.reference),
+    Check(name="q2 seed 000's spirals: mean test accuracy of deep tanh ResNets", test="test_resnet_learns_spirals",
+          statistic=spirals_accuracy, full="spirals_acc_full", zero="spirals_acc_zero", reference=reference,
+          batched=spirals_accuracies),
 )

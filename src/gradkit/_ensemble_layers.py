@@ -117,18 +117,28 @@ class EnsembleDense(keras.layers.Layer):
         self.activation_fn = get_activation(activation) if activation is not None else None
         self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
 
+    def _initializers(self) -> tuple[MemberwiseInitializer, MemberwiseInitializer]:
+        return (MemberwiseInitializer(self.kernel_initializer, self.members, self.seed),
+                MemberwiseInitializer(self.bias_initializer, self.members, derive_seed(self.seed, 1)))
+
     def build(self, input_shape):
         in_dim, members = input_shape[-2], input_shape[-1]
         if members != self.members:
             raise ValueError(f"{self.name}: input has {members} members on the last axis, "
                              f"layer was made for {self.members}")
-        self.kernel = self.add_weight(
-            name="kernel", shape=(in_dim, self.units, self.members),
-            initializer=MemberwiseInitializer(self.kernel_initializer, self.members, self.seed))
-        self.bias = self.add_weight(
-            name="bias", shape=(self.units, self.members),
-            initializer=MemberwiseInitializer(self.bias_initializer, self.members,
-                                              derive_seed(self.seed, 1))) if self.use_bias else None
+        kernel_init, bias_init = self._initializers()
+        self.kernel = self.add_weight(name="kernel", shape=(in_dim, self.units, self.members),
+                                      initializer=kernel_init)
+        self.bias = self.add_weight(name="bias", shape=(self.units, self.members),
+                                    initializer=bias_init) if self.use_bias else None
+
+    def reseed(self, seed: int) -> None:
+        """Redraw the built layer's weights as a layer built with ``seed`` draws them (the same
+        initializers called the same way: equal values), e.g. to train a traced model again."""
+        self.seed = int(seed)
+        for var, init in zip((self.kernel, self.bias), self._initializers()):
+            if var is not None:
+                var.assign(init(tuple(var.shape), dtype=var.dtype))
 
     def call(self, x):
         if self.kernel.shape[0] <= _BROADCAST_MAX_IN:

@@ -19,12 +19,17 @@ EnsembleDense(units, members, activation=None, kernel_initializer="he_normal", b
 build_ensemble_mlp(members, depth, width, *, activation="relu", initializer="he_normal",
                    input_dim=1, output_dim=1, output_activation=None, seed=0) -> keras.Model
 member_model(ensemble, m) -> keras.Sequential  (ordinary Dense MLP holding member m's weights)
+reseed_ensemble(model, seed) -> None  (redraw the weights build_ensemble_mlp(..., seed=seed) draws)
 fit_ensemble(model, x, y, *, epochs, batch_size, learning_rate=1e-3, optimizer="adam",
              seed=0, progress=True, jit_compile="auto") -> np.ndarray (epochs, M)
 collapse_rate(activation="relu", *, detector, members=1000, depth=10, width=2, n_train=3000, batch_size=64,
               epochs=10, target="abs", initializer="he_normal", learning_rate=1e-3, confidence=0.95,
               grid_points=DEFAULT_GRID_POINTS, seed=0, progress=True) -> CollapseResult
 summarize_collapse(outputs, *, detector, losses=None, confidence=0.95, activation="") -> CollapseResult
+reuse_models(limit=4) -> context manager  (collapse_rate trains studies of one layout on one traced model)
+
+The layers and loss are defined in :mod:`gradkit._ensemble_layers`, :func:`fit_ensemble` and
+:func:`reuse_models` in :mod:`gradkit._ensemble_fit`; all of them are imported from here.
 
 The detector (which members compute a constant function) is always the caller's: it is a stub of
 assignment a3_dying_relu, whose reference lives with that assignment's grader, not here.
@@ -57,27 +62,24 @@ from typing import Any, Callable
 import keras
 import numpy as np
 from keras import ops
-from tqdm.auto import tqdm
 
+from ._ensemble_fit import fit_ensemble, fit_reused, reuse_key, reuse_models
 from ._ensemble_layers import (
     EnsembleDense,
     EnsembleMSE,
     MemberMSE,
     MemberwiseInitializer,
-    check_optimizer,
     derive_seed,
     ensemble_layers,
     int_seed,
-    member_arrays,
     resolve_jit,
 )
-from ._epochs import epoch_data, fit_inputs
 from .activations import activation_name
 from .stats import wilson_interval
 
 __all__ = ["EnsembleDense", "MemberwiseInitializer", "EnsembleMSE", "MemberMSE",
-           "build_ensemble_mlp", "member_model", "fit_ensemble",
-           "collapse_rate", "summarize_collapse", "CollapseResult", "TARGETS", "INTERVAL",
+           "build_ensemble_mlp", "reseed_ensemble", "member_model", "fit_ensemble",
+           "collapse_rate", "reuse_models", "summarize_collapse", "CollapseResult", "TARGETS", "INTERVAL",
            "DEFAULT_RTOL", "DEFAULT_GRID_POINTS"]
 
 DEFAULT_RTOL = 1e-3  #: the definition of collapse (course/a3_dying_relu/NOTES.md)
@@ -90,7 +92,7 @@ TARGETS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "xsin5x": lambda x: x * np.sin(5 * x),
     "step_sin": lambda x: (x > 0).astype(np.asarray(x).dtype) + 0.2 * np.sin(5 * x),
 }
-_STREAM_DATA, _STREAM_SHUFFLE, _STREAM_INIT = 1, 2, 3
+_STREAM_DATA, _STREAM_INIT = 1, 3  # streams of default_rng / derive_seed; 2 (shuffle) is _ensemble_fit's
 
 
 def _target_fn(target: str | Callable) -> Callable:
@@ -128,6 +130,14 @@ def build_ensemble_mlp(members: int, depth: int, width: int, *, activation: Any 
     return keras.Model(inp, h, name=f"ensemble_mlp_{members}x{depth}x{width}")
 
 
+def reseed_ensemble(model: keras.Model, seed: int | np.random.Generator) -> None:
+    """Give a :func:`build_ensemble_mlp` model the initial weights that ``build_ensemble_mlp(...,
+    seed=seed)`` draws (layer l: :meth:`EnsembleDense.reseed` with ``derive_seed(seed, 3, l)``)."""
+    seed = int_seed(seed)
+    for layer, lay in enumerate(ensemble_layers(model)):
+        lay.reseed(derive_seed(seed, _STREAM_INIT, layer))
+
+
 def member_model(ensemble: keras.Model, m: int) -> keras.Sequential:
     """An ordinary ``keras.Sequential`` of ``Dense`` layers holding member m's
     current weights: input ``(batch, input_dim)``, output ``(batch, output_dim)``."""
@@ -145,69 +155,6 @@ def member_model(ensemble: keras.Model, m: int) -> keras.Sequential:
         bias = ops.convert_to_numpy(lay.bias)[..., m]
         dense.set_weights([kernel, bias])
     return net
-
-
-def fit_ensemble(model: keras.Model, x, y, *, epochs: int, batch_size: int,
-                 learning_rate: float = 1e-3, optimizer: Any = "adam",
-                 seed: int | np.random.Generator = 0, progress: bool = True,
-                 jit_compile: bool | str = "auto") -> np.ndarray:
-    """Train every member on its own data with its own shuffle order.
-
-    Parameters
-    ----------
-    model : keras.Model
-        From :func:`build_ensemble_mlp` (compiled here, with XLA).
-    x, y : array-like, ``(n, input_dim, M)`` and ``(n, output_dim, M)``
-        Member m trains on ``x[..., m], y[..., m]``; a 2-D array is shared by all members.
-    epochs, batch_size : int
-        Each epoch, member m visits its n points in the order
-        ``np.random.default_rng([seed, 2, m]).permutation(n)`` (one draw per epoch),
-        in batches of ``batch_size`` (the last one smaller), like ``Model.fit``.
-    learning_rate : float
-        Used when ``optimizer`` is a name; an optimizer instance keeps its own.
-    optimizer : str or keras.optimizers.Optimizer
-        Must act elementwise: ``clipnorm``/``global_clipnorm`` raise ``ValueError``.
-    jit_compile : bool or "auto"
-        XLA-compile the train step. "auto": always on JAX, never on torch; on
-        TensorFlow only for runs of at least ``_XLA_MIN_WORK`` member-steps, where
-        the faster steps repay XLA's compile time.
-
-    Returns
-    -------
-    np.ndarray, ``(epochs, M)``
-        Each member's training MSE averaged over the epoch (as Keras' ``loss`` log).
-    """
-    layers = ensemble_layers(model)
-    members, in_dim = layers[0].members, int(layers[0].kernel.shape[0])
-    x = member_arrays(x, "x", members, in_dim)
-    y = member_arrays(y, "y", members, layers[-1].units)
-    if len(x) != len(y):
-        raise ValueError(f"x and y have different lengths {len(x)} and {len(y)}")
-    if isinstance(optimizer, str):
-        optimizer = keras.optimizers.get({"class_name": optimizer,
-                                          "config": {"learning_rate": learning_rate}})
-    check_optimizer(optimizer)
-    seed = int_seed(seed)
-    if epochs == 0:
-        return np.empty((0, members))
-    # ONE fit() call for all epochs, each epoch padded to whole batches (see epoch_data)
-    xa, ya, sw, steps = epoch_data(x, y, epochs, batch_size, seed, _STREAM_SHUFFLE)
-    model.compile(optimizer=optimizer, loss=EnsembleMSE(), weighted_metrics=[MemberMSE(members)],
-                  jit_compile=resolve_jit(jit_compile, members * steps * epochs),
-                  steps_per_execution=steps)
-    if not optimizer.built:  # its slots created inside fit's first trace make TF trace the step twice
-        optimizer.build(model.trainable_variables)
-    history = np.full((epochs, members), np.nan)
-    with tqdm(total=epochs, desc=f"{members} members", unit="epoch", disable=not progress) as bar:
-        def on_epoch_end(epoch, logs):
-            history[epoch] = np.asarray(logs["member_loss"], dtype=np.float64)
-            bar.update(1)
-            finite = history[epoch][np.isfinite(history[epoch])]
-            bar.set_postfix(median_loss=f"{np.median(finite):.4g}" if finite.size else "nan")
-
-        model.fit(**fit_inputs(xa, ya, sw, batch_size), epochs=epochs, steps_per_epoch=steps, verbose=0,
-                  callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)])
-    return history
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -268,10 +215,19 @@ def collapse_rate(activation: Any = "relu", *, detector: Callable[[np.ndarray], 
     for m in range(members):
         xs[:, 0, m] = np.random.default_rng([seed, _STREAM_DATA, m]).uniform(*INTERVAL, n_train)
     ys = np.asarray(f(xs), dtype=np.float32)
-    model = build_ensemble_mlp(members, depth, width, activation=activation,
-                               initializer=initializer, seed=seed)
-    losses = fit_ensemble(model, xs, ys, epochs=epochs, batch_size=batch_size,
-                          learning_rate=learning_rate, seed=seed, progress=progress)
+    steps = math.ceil(n_train / batch_size)
+    key = reuse_key(members, depth, width, activation, initializer, learning_rate, batch_size, steps,
+                    resolve_jit("auto", members * steps * epochs))
+
+    def build() -> keras.Model:
+        return build_ensemble_mlp(members, depth, width, activation=activation, initializer=initializer, seed=seed)
+    if key is None or epochs == 0:
+        model = build()
+        losses = fit_ensemble(model, xs, ys, epochs=epochs, batch_size=batch_size,
+                              learning_rate=learning_rate, seed=seed, progress=progress)
+    else:  # inside reuse_models: a kept compiled model of this layout, redrawn for this seed
+        model, losses = fit_reused(key, build, lambda kept: reseed_ensemble(kept, seed), xs, ys, epochs=epochs,
+                                   seed=seed, progress=progress)
     grid = np.linspace(*INTERVAL, grid_points, dtype=np.float32)
     xg = np.broadcast_to(grid[:, None, None], (grid_points, 1, members))
     outputs = ops.convert_to_numpy(model(xg, training=False))[:, 0, :]  # no predict() compile
