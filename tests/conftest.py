@@ -24,3 +24,22 @@ def _forbidden_calls(request):
         rules = {}
     with forbidding(rules):
         yield
+
+
+@pytest.fixture
+def predictions(monkeypatch) -> list:
+    """Every ``keras.Model.predict`` output of the test, ``(n, members)`` (output unit 0 of a member-axis
+    model's ``(n, units, members)``), appended in call order; the list may be cleared between phases."""
+    import keras
+    import numpy as np
+
+    seen: list = []
+    predict = keras.Model.predict
+
+    def recording(self, *args, **kwargs):
+        out = predict(self, *args, **kwargs)
+        seen.append(np.asarray(out)[:, 0, :])
+        return out
+
+    monkeypatch.setattr(keras.Model, "predict", recording)
+    return seen

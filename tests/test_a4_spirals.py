@@ -32,20 +32,6 @@ def _small(**kw) -> dict:
     return {**tolerances("a4_resnet"), "spirals_blocks": 2, "spirals_steps": 50, "spiral_points": 100, **kw}
 
 
-def _recording(monkeypatch) -> list:
-    """Every ``keras.Model.predict`` output, ``(n_test, members)``, appended to the returned list."""
-    seen: list = []
-    predict = keras.Model.predict
-
-    def recording(self, *args, **kwargs):
-        out = predict(self, *args, **kwargs)
-        seen.append(np.asarray(out)[:, 0, :])
-        return out
-
-    monkeypatch.setattr(keras.Model, "predict", recording)
-    return seen
-
-
 def test_the_check_is_batched_and_banded():
     tol = tolerances("a4_resnet")
     assert CHECK.statistic is spirals.spirals_accuracy and CHECK.batched is spirals.spirals_accuracies
@@ -54,15 +40,14 @@ def test_the_check_is_batched_and_banded():
     assert tol["spirals_steps"] % tol["spirals_steps_per_execution"] == 0
 
 
-def test_stacked_nets_train_as_each_net_alone(monkeypatch):
+def test_stacked_nets_train_as_each_net_alone(predictions):
     """One seed's nets trained stacked against the same nets (same seeds) trained one by one with Keras' own
     layers (the first two: each trace costs ~15 s): the test-set probabilities agree to 1e-3 (BN's statistics
     are summed in another order than Keras' layer's, tests/test_stacking.py; 20 steps keep the chaotic training
     from amplifying that)."""
     tol = _small(spirals_steps=20, spirals_steps_per_execution=10)
-    seen = _recording(monkeypatch)
     value = spirals.spirals_accuracy(reference(tol), tol, 5)
-    (stacked,) = seen
+    (stacked,) = predictions
     x_tr, x_te, y_tr, y_te = spirals.spirals_split(tol, 5)
     assert stacked.shape == (len(x_te), tol["spirals_members"])
     right = (stacked > 0.5) == (y_te[:, None] > 0.5)
@@ -80,18 +65,17 @@ def test_stacked_nets_train_as_each_net_alone(monkeypatch):
         np.testing.assert_allclose(stacked[:, k], p, rtol=0, atol=1e-3)
 
 
-def test_batched_values_equal_the_per_seed_statistic(monkeypatch):
+def test_batched_values_equal_the_per_seed_statistic(predictions):
     """3 seeds in chunks of 2 and 1, against the statistic seed by seed: the same floats, and every net's
     test-set probabilities bit for bit (the accuracies alone would hide a last-bit difference)."""
     tol, seeds = _small(), [11, 2024, 77]
-    seen = _recording(monkeypatch)
     alone = [CHECK.statistic(reference(tol), tol, s) for s in seeds]
-    p_alone = np.concatenate(seen, axis=1)
-    seen.clear()
+    p_alone = np.concatenate(predictions, axis=1)
+    predictions.clear()
     together = run_check(CHECK, tol, seeds, batch_runs=2)
-    assert len(seen) == 2  # two chunks, each one stacked model
+    assert len(predictions) == 2  # two chunks, each one stacked model
     assert together.tolist() == alone
-    assert np.array_equal(np.concatenate(seen, axis=1), p_alone)
+    assert np.array_equal(np.concatenate(predictions, axis=1), p_alone)
 
 
 def _plain_stack(depth, width, input_dim, output_dim, *, activation="relu", initializer="he_normal",

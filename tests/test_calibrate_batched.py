@@ -55,7 +55,7 @@ def _blocks(probabilities: list, chunks: list[int], models: int, members: int) -
 
 
 @pytest.mark.parametrize("name,test", BATCHED)
-def test_batched_values_equal_the_per_seed_statistic(name, test, monkeypatch):
+def test_batched_values_equal_the_per_seed_statistic(name, test, predictions):
     """4 seeds in chunks of 3 and 1, against the statistic seed by seed: the same floats, and the nets'
     test-set probabilities bit for bit (accuracies alone, k/500, would hide a last-bit difference). A wrong
     answer (kernels from U(0, 1) for Glorot's, a range centred on 0 for the gap) goes the same way.
@@ -65,21 +65,13 @@ def test_batched_values_equal_the_per_seed_statistic(name, test, monkeypatch):
     the last bits (the accuracies did not), measured on this project's 2-core CI machine."""
     tol, check = _tol(name), _check(name, test)
     seeds, models, m = spread_seeds(4, 77), 2 if test == "test_uniform_depth_gap" else 1, _tol(name)["circles_members"]
-    probabilities = []
-    predict = keras.Model.predict
 
-    def recording(self, *args, **kwargs):
-        out = predict(self, *args, **kwargs)
-        probabilities.append(np.asarray(out)[:, 0, :])
-        return out
-
-    monkeypatch.setattr(keras.Model, "predict", recording)
     comps = check.reference(tol)
     alone = [check.statistic(comps, tol, s) for s in seeds]
-    p_alone = _blocks(probabilities, [1] * len(seeds), models, m)
-    probabilities.clear()
+    p_alone = _blocks(predictions, [1] * len(seeds), models, m)
+    predictions.clear()
     together = run_check(check, tol, seeds, batch_runs=3)
-    p_together = _blocks(probabilities, [3, 1], models, m)
+    p_together = _blocks(predictions, [3, 1], models, m)
     assert together.tolist() == alone
     assert p_together.keys() == p_alone.keys()
     assert all(np.array_equal(p_together[k], p_alone[k]) for k in p_alone)
