@@ -179,3 +179,20 @@ def test_each_seed_reproduces_the_stored_calibration(index):
     one = [check.statistic(_recording(S.reference(tol), alone), tol, seeds[i]) for i in picked[:2]]
     assert one == got[:2]
     assert all(_same_result(a, b) for a, b in zip(alone, together[:2]))
+
+
+def test_hidden_study_steps_are_xla_compiled():
+    """calibration.json's runs were made with the hidden study's steps XLA-compiled on TensorFlow (its size is
+    above ``_XLA_MIN_WORK``; course/a3_dying_relu/NOTES.md, Calibration): the graph without XLA gives other last
+    bits, so a threshold moved above the study would grade on a computation other than the calibrated one."""
+    import inspect
+
+    import keras
+
+    from gradkit._ensemble_layers import resolve_jit
+
+    tol, defaults = _tol(), inspect.signature(E.collapse_rate).parameters  # run_study keeps n_train, batch_size
+    steps = math.ceil(defaults["n_train"].default / defaults["batch_size"].default)
+    work = tol["study_members"] * steps * tol["study_epochs"]
+    assert work == 117_500
+    assert resolve_jit("auto", work) is (keras.backend.backend() in ("tensorflow", "jax"))

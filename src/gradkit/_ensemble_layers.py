@@ -27,8 +27,10 @@ _BROADCAST_MAX_IN = 8
 
 _COUPLING_OPTIMIZERS = ("Lamb", "Adafactor", "Muon")
 #: members * steps * epochs from which "auto" uses XLA on TensorFlow: below it, XLA's
-#: compile time exceeds what its faster steps save (measured on 2 CPU cores).
-_XLA_MIN_WORK = 200_000
+#: compile time exceeds what its faster steps save. Measured on 2 CPU cores, ReLU, a new model
+#: each: 58,750 (250 x 47 x 5) 1.4 s graph vs 2.0 s XLA; 117,500 (a3's hidden study) 2.1-2.4 s
+#: either way, and 1.75x faster with XLA once compiled (course/a3_dying_relu/NOTES.md).
+_XLA_MIN_WORK = 100_000
 
 _VS = keras.initializers.VarianceScaling
 #: Initializers that draw i.i.d. entries whatever the shape: one joint draw is exact.
