@@ -28,6 +28,7 @@ from keras import ops
 from gradkit.data import linear_explode
 from gradkit.guard import StudentTimeout, student_call, time_limit
 from gradkit_grader.course.a1_clipping.runs import Loops, fit_lines, group_key
+from gradkit_grader.globalseed import set_global_seed
 from gradkit_grader.statistic import Check
 
 __all__ = ["CHECKS", "clip_by_global_norm", "converge_band_text", "converge_log10_mse", "converge_log10_mses",
@@ -140,7 +141,7 @@ def _converge(components: Mapping[str, Any], tol: Mapping[str, Any], seeds: Sequ
     with time_limit(tol["fit_timeout_s"] * len(seeds), what="training with make_clipped_optimizer()"):
         for i, seed in enumerate(seeds):
             for k in range(runs):
-                keras.utils.set_random_seed(seed + k)
+                set_global_seed(seed + k)
                 try:
                     opts[i, k] = _make_optimizer(make, tol)
                 except StudentTimeout:

@@ -31,6 +31,7 @@ from keras import ops
 from gradkit._ensemble_layers import EnsembleDense, derive_seed
 from gradkit.data import circles
 from gradkit.guard import time_limit
+from gradkit_grader.globalseed import set_global_seed
 
 __all__ = ["Draw", "train_nets", "deep_accuracy", "deep_accuracies", "depth_gap", "depth_gaps"]
 
@@ -73,7 +74,7 @@ def train_nets(draw: Draw, depth: int, *, epochs: int, tol: Mapping, seeds: Sequ
     shapes = [tuple(int(s) for s in dense.kernel.shape[:2]) for dense in denses]
     kernels = [[] for _ in denses]
     for seed in seeds:
-        keras.utils.set_random_seed(derive_seed(seed, 3))  # what a draw ignoring its seed would use
+        set_global_seed(derive_seed(seed, 3))  # what a draw ignoring its seed would use
         draws = draw([(shape, derive_seed(seed, *stream, layer, j))
                       for layer, shape in enumerate(shapes) for j in range(m)])
         for layer in range(len(denses)):

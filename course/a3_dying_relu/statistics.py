@@ -32,7 +32,6 @@ import threading
 from functools import partial
 from typing import Any, Callable, Mapping, Sequence
 
-import keras
 import numpy as np
 from keras import ops
 
@@ -41,6 +40,7 @@ from gradkit.ensemble import INTERVAL, build_ensemble_mlp, reseed_ensemble, reus
 from gradkit.guard import student_call
 from gradkit.stats import wilson_interval
 from gradkit_grader.course.a3_dying_relu import reference as reference_answers
+from gradkit_grader.globalseed import set_global_seed
 from gradkit_grader.seeding import seed_in_failures
 from gradkit_grader.statistic import Check
 
@@ -85,7 +85,7 @@ def study_result(components: Mapping[str, Any], tol: Mapping[str, Any], seed: in
     """
     n, epochs = tol["study_members"], tol["study_epochs"]
     conf = tol["study_confidence"] if pass_confidence else tol["default_confidence"]
-    keras.utils.set_random_seed(seed)
+    set_global_seed(seed)
     extra = {"confidence": conf} if pass_confidence else {}
     res = student_call(components["run_study"], activation, n, epochs=epochs, seed=seed, progress=False, what=what,
                        timeout_s=tol["study_timeout_s"], **extra)

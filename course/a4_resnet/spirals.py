@@ -32,6 +32,7 @@ from gradkit._ensemble_layers import derive_seed
 from gradkit.data import train_test_split, two_spirals
 from gradkit.guard import time_limit
 from gradkit.stacking import EnsembleBatchNorm, NotStackable, stack_models, summed_bce
+from gradkit_grader.globalseed import set_global_seed
 from gradkit_grader.seeding import seed_in_failures
 
 __all__ = ["spirals_split", "spirals_accuracy", "spirals_accuracies", "require_skips"]
@@ -52,7 +53,7 @@ def _nets(components: Mapping[str, Any], tol: Mapping[str, Any], seed: int) -> l
     nets = []
     for k in range(tol["spirals_members"]):
         s = _model_seed(seed, k, tol)
-        keras.utils.set_random_seed(s)
+        set_global_seed(s)
         nets.append(_student_model(components["build_resnet"], tol, _args(tol), activation="tanh",
                                    initializer="glorot_uniform", seed=s))
     return nets
@@ -82,7 +83,6 @@ def require_skips(components: Mapping[str, Any], tol: Mapping[str, Any], seed: i
             raise AssertionError(
                 f"your build_resnet{_args(tol)} has no Add layer: this test trains ResNets, whose blocks add their "
                 "input back (the skip connection); a stack of layers without skips is seed 000's plain net")
-
 
 
 def _stack(nets: list[keras.Model]) -> keras.Model:

@@ -31,6 +31,7 @@ from gradkit.guard import assert_finite, student_call
 from gradkit_grader.course.a4_resnet import grid
 from gradkit_grader.course.a4_resnet.reference import build_resnet, residual_block
 from gradkit_grader.course.a4_resnet.spirals import spirals_accuracies, spirals_accuracy
+from gradkit_grader.globalseed import set_global_seed
 from gradkit_grader.seeding import seed_in_failures
 from gradkit_grader.statistic import Check
 
@@ -84,7 +85,7 @@ def _mean_over_models(tol: Mapping[str, Any], seed: int, count: str, one) -> flo
     with seed_in_failures(seed):
         for k in range(tol[count]):
             s = _model_seed(seed, k, tol)
-            keras.utils.set_random_seed(s)
+            set_global_seed(s)
             values.append(one(X, Y, s))
     return float(np.mean(values))
 

@@ -1,0 +1,102 @@
+"""gradkit_grader.globalseed: the seeds keras.utils.set_random_seed sets, TensorFlow's cache cleared only when needed.
+
+The draws after ``set_global_seed(s)`` are compared with those after ``keras.utils.set_random_seed(s)`` (which
+clears TensorFlow's kernel cache, so its draws are those of a fresh process), in the same process; the clears
+are counted at the call ``tf.random.set_seed`` makes.
+"""
+import random
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from gradkit_grader.globalseed import set_global_seed
+
+tf = pytest.importorskip("tensorflow")
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                                reason="TensorFlow's eager seed is what this module sets without the cache clear")
+
+
+def _stateless_draws() -> list[np.ndarray]:
+    """Draws from every global generator but TensorFlow's stateful kernels: Python, NumPy, Keras."""
+    return [np.array([random.random()]), np.random.rand(3), keras.ops.convert_to_numpy(keras.random.normal((3,))),
+            keras.ops.convert_to_numpy(keras.initializers.HeNormal()((2, 2)))]
+
+
+def _tf_draws() -> list[np.ndarray]:
+    """TensorFlow's stateful random kernels (``seed``/``seed2`` attributes), unseeded and op-seeded."""
+    return [tf.random.normal((3,)).numpy(), tf.random.uniform((2,), seed=7).numpy()]
+
+
+def _same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+    return all(x.shape == y.shape and np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+@pytest.fixture
+def clears(monkeypatch) -> list[int]:
+    """Counts the clears of TensorFlow's kernel cache."""
+    from tensorflow.python.eager import context
+
+    calls: list[int] = []
+    real = context.pywrap_tfe.TFE_ContextClearCaches
+    monkeypatch.setattr(context.pywrap_tfe, "TFE_ContextClearCaches", lambda h: (calls.append(1), real(h))[1])
+    return calls
+
+
+def test_without_stateful_draws_the_cache_stays_and_every_draw_is_keras(clears):
+    set_global_seed(3)
+    _stateless_draws()
+    clears.clear()
+    set_global_seed(4)
+    assert clears == [], "no stateful random kernel ran, yet the kernel cache was cleared"
+    ours = _stateless_draws() + _tf_draws()
+    keras.utils.set_random_seed(4)
+    assert _same(ours, _stateless_draws() + _tf_draws())
+
+
+def test_after_an_eager_stateful_draw_the_next_seed_clears_and_restarts_it(clears):
+    set_global_seed(5)
+    first = _stateless_draws() + _tf_draws()
+    clears.clear()
+    set_global_seed(5)
+    assert clears, "a stateful kernel ran: the same seed again must clear the cache (its stream would go on)"
+    assert _same(first, _stateless_draws() + _tf_draws())
+    clears.clear()
+    set_global_seed(6)  # the draws above ran after the clear: cleared again
+    assert clears
+    clears.clear()
+    set_global_seed(7)  # nothing ran since
+    assert clears == []
+
+
+def test_once_a_traced_graph_draws_statefully_every_seed_clears(tmp_path):
+    script = textwrap.dedent("""
+        import keras, tensorflow as tf
+        from tensorflow.python.eager import context
+        from gradkit_grader.globalseed import set_global_seed
+        count = []
+        real = context.pywrap_tfe.TFE_ContextClearCaches
+        context.pywrap_tfe.TFE_ContextClearCaches = lambda h: (count.append(1), real(h))[1]
+        tf.zeros(1)  # the eager context up, so the first seed has a cache to clear
+        draw = tf.function(lambda: tf.random.uniform((2,)))
+        set_global_seed(1)
+        set_global_seed(2)
+        before = len(count)
+        first = draw().numpy()
+        for _ in range(3):  # the graph's kernel restarts at each clear: its first draw again
+            set_global_seed(1)
+            assert (draw().numpy() == first).all()
+        print(before, len(count) - before)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    before, after = map(int, out.stdout.split()[-2:])
+    assert (before, after) == (1, 3), "expected one clear at the start and one per seed after the traced draw"
+
+
+def test_a_seed_must_be_an_int():
+    with pytest.raises(ValueError, match="seed must be an int"):
+        set_global_seed(np.int64(3))
