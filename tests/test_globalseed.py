@@ -72,29 +72,39 @@ def test_after_an_eager_stateful_draw_the_next_seed_clears_and_restarts_it(clear
     assert clears == []
 
 
-def test_once_a_traced_graph_draws_statefully_every_seed_clears(tmp_path):
+def test_a_function_that_draws_statefully_clears_when_called_and_once_traced_always(tmp_path):
     script = textwrap.dedent("""
-        import keras, tensorflow as tf
+        import tensorflow as tf
         from tensorflow.python.eager import context
         from gradkit_grader.globalseed import set_global_seed
         count = []
         real = context.pywrap_tfe.TFE_ContextClearCaches
         context.pywrap_tfe.TFE_ContextClearCaches = lambda h: (count.append(1), real(h))[1]
-        tf.zeros(1)  # the eager context up, so the first seed has a cache to clear
-        draw = tf.function(lambda: tf.random.uniform((2,)))
-        set_global_seed(1)
-        set_global_seed(2)
-        before = len(count)
-        first = draw().numpy()
-        for _ in range(3):  # the graph's kernel restarts at each clear: its first draw again
-            set_global_seed(1)
-            assert (draw().numpy() == first).all()
-        print(before, len(count) - before)
+        inner = tf.function(lambda: tf.random.normal((2,)))
+        early = tf.function(lambda: inner() * 2.0)  # traced before the watch, its draw one call down
+        plain = tf.function(lambda: tf.ones((2,)) * 3.0)
+        early(), plain()
+        def clears(step):
+            n = len(count)
+            step()
+            return len(count) - n
+        print(clears(lambda: set_global_seed(1)),  # the first call: a clear, the watch begins
+              clears(lambda: set_global_seed(2)),  # nothing ran since
+              clears(lambda: (plain(), set_global_seed(3))),  # a function without stateful draws
+              clears(lambda: (early(), set_global_seed(4))))  # a function that draws statefully
+        late = tf.function(lambda: tf.random.uniform((2,)))
+        first = late().numpy()
+        again = []
+        for _ in range(3):  # traced under the watch: every seed clears; the kernel restarts, its first draw again
+            again.append(clears(lambda: set_global_seed(1)))
+            assert (late().numpy() == first).all()
+        print(*again)
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    before, after = map(int, out.stdout.split()[-2:])
-    assert (before, after) == (1, 3), "expected one clear at the start and one per seed after the traced draw"
+    lines = out.stdout.strip().splitlines()
+    assert lines[-2].split() == ["1", "0", "0", "1"], lines
+    assert lines[-1].split() == ["1", "1", "1"], lines
 
 
 def test_a_seed_must_be_an_int():

@@ -13,7 +13,8 @@ before each) took 5.26 s per run with the clear and 2.43 s without, the same val
 :func:`set_global_seed` sets the same seeds to the same values and clears the cache only when a kernel
 it would restart may exist: it watches the ops TensorFlow runs and builds (``op_callbacks``, from the
 first call on) and clears when a stateful op with ``seed``/``seed2`` attributes ran eagerly since the
-last clear, and at every call once a traced graph holds one (its kernels run again unseen). Keras 3
+last clear, or a function holding one was called (one traced before the watch began too), and at every
+call once a graph traced under the watch holds one. Keras 3
 draws with stateless ops seeded by its ``SeedGenerator`` and gradkit with NumPy, so the harness's
 models never need the clear. TensorFlow's op callbacks are per thread: a call from another thread than
 the first one's sets the seeds as ``keras.utils.set_random_seed`` does. tests/test_globalseed.py.
@@ -30,7 +31,7 @@ import numpy as np
 __all__ = ["set_global_seed"]
 
 _LOCK = threading.Lock()
-_KINDS: dict = {}  # op type -> whether it is a stateful op with seed and seed2 attributes
+_KINDS: dict[str, bool] = {}  # op or function name -> whether it runs a stateful op with seed and seed2 attributes
 
 
 class _Watch:
@@ -42,13 +43,23 @@ class _Watch:
 
     @classmethod
     def seeded(cls, op_type) -> bool:
-        known = _KINDS.get(op_type)
+        """Whether ``op_type`` is a stateful op with ``seed`` and ``seed2`` attributes, or a function (a traced
+        graph called eagerly, maybe traced before the watch began) with one in it or in a function it calls."""
+        name = op_type.decode() if isinstance(op_type, bytes) else str(op_type)
+        known = _KINDS.get(name)
         if known is None:
+            from tensorflow.python.eager import context
             from tensorflow.python.framework import op_def_registry
 
-            op_def = op_def_registry.get(op_type.decode() if isinstance(op_type, bytes) else str(op_type))
-            known = _KINDS[op_type] = bool(op_def is not None and op_def.is_stateful
-                                              and {"seed", "seed2"} <= {a.name for a in op_def.attr})
+            _KINDS[name] = False  # a function that calls itself
+            op_def, ctx = op_def_registry.get(name), context.context()
+            if op_def is not None:
+                known = op_def.is_stateful and {"seed", "seed2"} <= {a.name for a in op_def.attr}
+            elif ctx.has_function(name):
+                nodes = ctx.get_function_def(name).node_def
+                known = any(cls.seeded(node.op) or any(cls.seeded(v.func.name) for v in node.attr.values()
+                                                       if v.HasField("func")) for node in nodes)
+            _KINDS[name] = known = bool(known)
         return known
 
     @classmethod
