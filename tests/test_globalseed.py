@@ -110,3 +110,15 @@ def test_a_function_that_draws_statefully_clears_when_called_and_once_traced_alw
 def test_a_seed_must_be_an_int():
     with pytest.raises(ValueError, match="seed must be an int"):
         set_global_seed(np.int64(3))
+
+
+def test_an_op_the_watch_cannot_classify_counts_as_seeded_and_raises_nothing(monkeypatch):
+    from tensorflow.python.framework import op_def_registry
+
+    from gradkit_grader.globalseed import _Watch
+
+    def broken(name):
+        raise RuntimeError("registry moved")
+
+    monkeypatch.setattr(op_def_registry, "get", broken)
+    assert _Watch.seeded("NotAnOpTheRegistryKnows_globalseed_test") is True

@@ -52,13 +52,16 @@ class _Watch:
             from tensorflow.python.framework import op_def_registry
 
             _KINDS[name] = False  # a function that calls itself
-            op_def, ctx = op_def_registry.get(name), context.context()
-            if op_def is not None:
-                known = op_def.is_stateful and {"seed", "seed2"} <= {a.name for a in op_def.attr}
-            elif ctx.has_function(name):
-                nodes = ctx.get_function_def(name).node_def
-                known = any(cls.seeded(node.op) or any(cls.seeded(v.func.name) for v in node.attr.values()
-                                                       if v.HasField("func")) for node in nodes)
+            try:
+                op_def, ctx = op_def_registry.get(name), context.context()
+                if op_def is not None:
+                    known = op_def.is_stateful and {"seed", "seed2"} <= {a.name for a in op_def.attr}
+                elif ctx.has_function(name):
+                    nodes = ctx.get_function_def(name).node_def
+                    known = any(cls.seeded(node.op) or any(cls.seeded(v.func.name) for v in node.attr.values()
+                                                           if v.HasField("func")) for node in nodes)
+            except Exception:  # noqa: BLE001 - raising here would fail the op itself; unknown counts as seeded
+                known = True
             _KINDS[name] = known = bool(known)
         return known
 
