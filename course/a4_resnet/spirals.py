@@ -32,6 +32,7 @@ from gradkit._ensemble_layers import derive_seed
 from gradkit.data import train_test_split, two_spirals
 from gradkit.guard import time_limit
 from gradkit.stacking import EnsembleBatchNorm, NotStackable, stack_models, summed_bce
+from gradkit_grader.course.a4_resnet.structure import ordered_layers
 from gradkit_grader.globalseed import set_global_seed
 from gradkit_grader.seeding import seed_in_failures
 
@@ -64,17 +65,9 @@ def _args(tol: Mapping[str, Any]) -> tuple[int, int, int, int]:
     return tol["spirals_blocks"], tol["spirals_width"], 2, 1
 
 
-def _layers(model: keras.Model):
-    """Every layer of ``model``, those of nested models included (depth first, in ``model.layers`` order)."""
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from _layers(layer)
-
-
 def _adds(model: keras.Model) -> int:
     """The ``keras.layers.Add`` layers of ``model``, nested models included."""
-    return sum(isinstance(layer, keras.layers.Add) for layer in _layers(model))
+    return sum(isinstance(layer, keras.layers.Add) for layer in ordered_layers(model))
 
 
 def require_skips(components: Mapping[str, Any], tol: Mapping[str, Any], seed: int) -> None:
@@ -133,7 +126,7 @@ def spirals_accuracies(components: Mapping[str, Any], tol: Mapping[str, Any], se
         with time_limit(tol["spirals_timeout_s"] * runs, what="training your ResNets on the spirals"):
             model.fit(np.tile(x_tr, (spe, 1, 1)), np.tile(y_tr, (spe, 1, 1)), batch_size=len(x_tr),
                       epochs=tol["spirals_steps"] // spe, shuffle=False, verbose=0)
-            bns = [la for la in _layers(model) if isinstance(la, EnsembleBatchNorm)]
+            bns = [la for la in ordered_layers(model) if isinstance(la, EnsembleBatchNorm)]
             for bn in bns:  # one training-mode pass with momentum 0: moving statistics = the training set's
                 bn.momentum = 0.0
             if bns:

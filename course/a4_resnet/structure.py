@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["BlockRoles", "block_roles", "randomize", "spec_forward", "ACTIVATIONS_NP"]
+__all__ = ["BlockRoles", "block_roles", "ordered_layers", "randomize", "spec_forward", "ACTIVATIONS_NP"]
 
 ACTIVATIONS_NP: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "relu": lambda z: np.maximum(z, 0.0),
@@ -44,14 +44,14 @@ def _inputs(op: Any) -> list:
     return [t for node in op._inbound_nodes for t in node.input_tensors]
 
 
-def _ordered_layers(model: Any) -> list:
+def ordered_layers(model: Any) -> list:
     """Every layer of ``model`` in graph order, nested models expanded in place (Keras' own
     ``_flatten_layers`` lists a nested model's layers last first)."""
     import keras
 
     out = []
     for layer in model.layers:
-        out.extend(_ordered_layers(layer) if isinstance(layer, keras.Model) else [layer])
+        out.extend(ordered_layers(layer) if isinstance(layer, keras.Model) else [layer])
     return out
 
 
@@ -76,7 +76,7 @@ def block_roles(model: Any, inp: Any, units: int) -> BlockRoles:
     roles = BlockRoles()
     adds = [op for op in model.operations if type(op).__name__ == "Add"]
     roles.adds = len(adds)
-    everything = _ordered_layers(model)
+    everything = ordered_layers(model)
     dense = [layer for layer in everything if isinstance(layer, keras.layers.Dense)]
     roles.bn = [layer for layer in everything if isinstance(layer, keras.layers.BatchNormalization)]
     d = int(inp.shape[-1])
