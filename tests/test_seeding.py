@@ -55,3 +55,36 @@ def test_classes_and_bad_base():
     with pytest.raises(TypeError, match="base seed"):
         submission_seed("7", ns["Block"])
     assert "seed 42" in seed_note(42)
+
+
+@pytest.mark.parametrize(("name", "entry"), [("a1_clipping", "wrong_global_per_tensor_norm"),
+                                             ("a4_resnet", "wrong_block_always_project")])
+def test_catalogue_code_gets_in_process_the_seed_it_gets_graded(name, entry, tmp_path):
+    """The catalogue tests run an entry's code in process (gradkit_tools.answers.namespace), grading runs it
+    in a Jupyter kernel: every function it defines has the same fingerprint in both (its source text), so an
+    in-process test draws the inputs the graded example notebook draws."""
+    import os
+    import types
+
+    from gradkit_grader.harness import install_code
+    from gradkit_grader.kernel import KernelSession
+    from gradkit_grader.remote import Student
+    from gradkit_grader.seeding import _canonical
+    from gradkit_tools.answers import entry_code, namespace
+    from gradkit_tools.course import assignment
+
+    a = assignment(name)
+    code, ns = entry_code(a, entry), namespace(a, entry)
+    mine = sorted(k for k, v in ns.items() if isinstance(v, types.FunctionType) and v.__module__ == "__main__")
+    assert mine, f"{entry} defines no function"
+    session = KernelSession(tmp_path, env=dict(os.environ, HOME=str(tmp_path)))
+    try:
+        for cell in (code, install_code()):
+            res = session.execute(cell, store_history=False)
+            assert res.ename is None, res.evalue
+        remote = Student(session).lookup(mine)
+        for fn in mine:
+            assert remote[fn].__gradkit_canonical__() == _canonical(ns[fn]), fn
+            assert submission_seed(0, remote[fn]) == submission_seed(0, ns[fn]), fn
+    finally:
+        session.stop()

@@ -5,13 +5,17 @@ An entry of ``course/<name>/answers.yml`` says how a submission differs from the
 ``prelude:`` (the imports and constants a notebook's set-up cells define, without the plots and
 long studies) and then every question's answer code of the entry, as the notebook would, and
 returns the globals: the objects a hidden test receives by name. A question left as handed out
-gets the student release's stub. :func:`wrong_for` lists the wrong answers a hidden test must
+gets the student release's stub. The code is registered with :mod:`linecache`, as IPython registers
+a notebook's cells, so ``inspect.getsource`` finds it: a hidden test's seed
+(:func:`gradkit_grader.seeding.submission_seed`, from the source text where it can be found) is then
+the one the graded example notebook of the same entry gets. :func:`wrong_for` lists the wrong answers a hidden test must
 reject (``fails:``); ``gradkit calibrate`` measures its power against those of them marked
 ``power: true``.
 """
 from __future__ import annotations
 
 import json
+import linecache
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -68,8 +72,12 @@ def entry_code(assignment: Assignment, name: str, *, assignments: str | Path = "
 
 def namespace(assignment: Assignment, name: str, *, assignments: str | Path = "assignments") -> dict[str, Any]:
     """The globals after running :func:`entry_code` of entry ``name``."""
+    code = entry_code(assignment, name, assignments=assignments)
+    filename = f"<{assignment.name}: {name}>"
+    # no modification time: linecache.checkcache keeps the entry (it cannot be re-read from a file)
+    linecache.cache[filename] = (len(code), None, code.splitlines(keepends=True), filename)
     ns: dict[str, Any] = {"__name__": "__main__"}
-    exec(compile(entry_code(assignment, name, assignments=assignments), f"<{assignment.name}: {name}>", "exec"), ns)
+    exec(compile(code, filename, "exec"), ns)
     return ns
 
 
