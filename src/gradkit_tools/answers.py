@@ -8,9 +8,10 @@ returns the globals: the objects a hidden test receives by name. A question left
 gets the student release's stub. The code is registered with :mod:`linecache`, as IPython registers
 a notebook's cells, so ``inspect.getsource`` finds it: a hidden test's seed
 (:func:`gradkit_grader.seeding.submission_seed`, from the source text where it can be found) is then
-the one the graded example notebook of the same entry gets. :func:`wrong_for` lists the wrong answers a hidden test must
-reject (``fails:``); ``gradkit calibrate`` measures its power against those of them marked
-``power: true``.
+the one the graded example notebook of the same entry gets (tests/test_seeding.py).
+
+:func:`wrong_for` lists the wrong answers a hidden test must reject (``fails:``); ``gradkit calibrate``
+measures its power against those of them marked ``power: true``.
 """
 from __future__ import annotations
 
