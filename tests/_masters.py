@@ -14,6 +14,7 @@ No name here starts with ``test``: the test modules import them, and pytest woul
 """
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import os
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 
 from gradkit_tools import master as master_reader
+from gradkit_tools.answers import run_as_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,10 +73,12 @@ def compiled_tests(tests: dict) -> dict:
 
 def namespace(prelude: str, *sources: str) -> dict:
     """The globals after running ``prelude`` followed by ``sources`` (joined by newlines): what a
-    student notebook defines. ``prelude`` stands for the notebook's set-up (imports, constants)."""
-    ns: dict = {}
-    exec(compile(prelude + "\n".join(sources), "<student code>", "exec"), ns)
-    return ns
+    student notebook defines. ``prelude`` stands for the notebook's set-up (imports, constants).
+
+    The code is run as a notebook cell (:func:`gradkit_tools.answers.run_as_cell`, named by its digest), so its
+    functions' seeds come from their source text, as in the graded notebook (tests/test_seeding.py)."""
+    code = prelude + "\n".join(sources)
+    return run_as_cell(code, f"<student code {hashlib.sha256(code.encode()).hexdigest()[:16]}>")
 
 
 def run_test(test_fn, ns: dict):

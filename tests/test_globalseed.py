@@ -135,3 +135,22 @@ def test_an_op_the_watch_cannot_classify_counts_as_seeded_and_raises_nothing(mon
 
     monkeypatch.setattr(op_def_registry, "get", broken)
     assert _Watch.seeded("NotAnOpTheRegistryKnows_globalseed_test") is True
+
+
+def test_functions_that_call_each_other_are_classified_by_what_they_reach(monkeypatch):
+    """F calls G and a seeded op, G calls F: both reach the seeded op, whichever is asked first (G's answer found
+    while F was being resolved is provisional, and is not kept)."""
+    from gradkit_grader import globalseed
+
+    graph = {"CycleF_globalseed_test": ["CycleG_globalseed_test", "Seeded_globalseed_test"],
+             "CycleG_globalseed_test": ["CycleF_globalseed_test", "Plain_globalseed_test"],
+             "Seeded_globalseed_test": True, "Plain_globalseed_test": False,
+             "Lone_globalseed_test": ["Plain_globalseed_test", "Lone_globalseed_test"]}
+    monkeypatch.setattr(globalseed, "_lookup", graph.__getitem__)
+    monkeypatch.setattr(globalseed, "_KINDS", {})
+    assert globalseed._Watch.seeded(b"CycleF_globalseed_test") is True
+    assert globalseed._Watch.seeded("CycleG_globalseed_test") is True
+    assert globalseed._Watch.seeded("Lone_globalseed_test") is False  # calls only itself and a plain op
+    assert globalseed._KINDS == {"CycleF_globalseed_test": True, "CycleG_globalseed_test": True,
+                                 "Seeded_globalseed_test": True, "Plain_globalseed_test": False,
+                                 "Lone_globalseed_test": False}

@@ -57,12 +57,9 @@ def test_classes_and_bad_base():
     assert "seed 42" in seed_note(42)
 
 
-@pytest.mark.parametrize(("name", "entry"), [("a1_clipping", "wrong_global_per_tensor_norm"),
-                                             ("a4_resnet", "wrong_block_always_project")])
-def test_catalogue_code_gets_in_process_the_seed_it_gets_graded(name, entry, tmp_path):
-    """The catalogue tests run an entry's code in process (gradkit_tools.answers.namespace), grading runs it
-    in a Jupyter kernel: every function it defines has the same fingerprint in both (its source text), so an
-    in-process test draws the inputs the graded example notebook draws."""
+def _same_in_kernel(code: str, ns: dict, tmp_path) -> None:
+    """Run ``code`` in a real Jupyter kernel: each function ``ns`` defines (in ``__main__``) has the same
+    canonical bytes and seed there as in ``ns``."""
     import os
     import types
 
@@ -70,13 +67,9 @@ def test_catalogue_code_gets_in_process_the_seed_it_gets_graded(name, entry, tmp
     from gradkit_grader.kernel import KernelSession
     from gradkit_grader.remote import Student
     from gradkit_grader.seeding import _canonical
-    from gradkit_tools.answers import entry_code, namespace
-    from gradkit_tools.course import assignment
 
-    a = assignment(name)
-    code, ns = entry_code(a, entry), namespace(a, entry)
     mine = sorted(k for k, v in ns.items() if isinstance(v, types.FunctionType) and v.__module__ == "__main__")
-    assert mine, f"{entry} defines no function"
+    assert mine, "the code defines no function"
     session = KernelSession(tmp_path, env=dict(os.environ, HOME=str(tmp_path)))
     try:
         for cell in (code, install_code()):
@@ -88,3 +81,28 @@ def test_catalogue_code_gets_in_process_the_seed_it_gets_graded(name, entry, tmp
             assert submission_seed(0, remote[fn]) == submission_seed(0, ns[fn]), fn
     finally:
         session.stop()
+
+
+@pytest.mark.parametrize(("name", "entry"), [("a1_clipping", "wrong_global_per_tensor_norm"),
+                                             ("a4_resnet", "wrong_block_always_project")])
+def test_catalogue_code_gets_in_process_the_seed_it_gets_graded(name, entry, tmp_path):
+    """The catalogue tests run an entry's code in process (gradkit_tools.answers.namespace), grading runs it
+    in a Jupyter kernel: every function it defines has the same fingerprint in both (its source text), so an
+    in-process test draws the inputs the graded example notebook draws."""
+    from gradkit_tools.answers import entry_code, namespace
+    from gradkit_tools.course import assignment
+
+    a = assignment(name)
+    _same_in_kernel(entry_code(a, entry), namespace(a, entry), tmp_path)
+
+
+def test_solution_code_gets_in_process_the_seed_it_gets_graded(tmp_path):
+    """The same for the solutions the assignment tests run in process (tests/_masters.namespace): a solution
+    test draws the inputs the graded solution notebook draws."""
+    from _masters import master_parts, master_path, namespace, setup_source
+
+    master = master_path("a4_resnet")
+    _, solutions, _ = master_parts(master)
+    setup = setup_source(master) + "\n"
+    ns = namespace(setup, *solutions.values())
+    _same_in_kernel(setup + "\n".join(solutions.values()), ns, tmp_path)

@@ -48,21 +48,7 @@ class _Watch:
         name = op_type.decode() if isinstance(op_type, bytes) else str(op_type)
         known = _KINDS.get(name)
         if known is None:
-            from tensorflow.python.eager import context
-            from tensorflow.python.framework import op_def_registry
-
-            _KINDS[name] = False  # a function that calls itself
-            try:
-                op_def, ctx = op_def_registry.get(name), context.context()
-                if op_def is not None:
-                    known = op_def.is_stateful and {"seed", "seed2"} <= {a.name for a in op_def.attr}
-                elif ctx.has_function(name):
-                    nodes = ctx.get_function_def(name).node_def
-                    known = any(cls.seeded(node.op) or any(cls.seeded(v.func.name) for v in node.attr.values()
-                                                           if v.HasField("func")) for node in nodes)
-            except Exception:  # noqa: BLE001 - raising here would fail the op itself; unknown counts as seeded
-                known = True
-            _KINDS[name] = known = bool(known)
+            _KINDS[name] = known = _reaches_seeded(name, set())
         return known
 
     @classmethod
@@ -73,6 +59,48 @@ class _Watch:
             else:
                 cls.traced = True
         return None  # the op's outputs unchanged
+
+
+def _lookup(name: str) -> bool | list[str]:
+    """An op's answer (a stateful op with ``seed`` and ``seed2`` attributes), or the names a function's nodes
+    run: their ops and the functions their attributes name (a call, a loop's body); False for an unknown name."""
+    from tensorflow.python.eager import context
+    from tensorflow.python.framework import op_def_registry
+
+    op_def, ctx = op_def_registry.get(name), context.context()
+    if op_def is not None:
+        return bool(op_def.is_stateful and {"seed", "seed2"} <= {a.name for a in op_def.attr})
+    if ctx.has_function(name):
+        return [called for node in ctx.get_function_def(name).node_def
+                for called in (node.op, *(v.func.name for v in node.attr.values() if v.HasField("func")))]
+    return False
+
+
+def _reaches_seeded(name: str, visiting: set[str]) -> bool:
+    """Whether ``name`` is, or runs, a seeded stateful op (:func:`_lookup`, functions followed depth first).
+
+    A name met again while it is being resolved (functions that call each other) counts as False on that path;
+    the search from where it was first met covers the rest of its callees. So a function's False is exact only
+    for the name the search started from, and only True results of the functions below it are kept in ``_KINDS``
+    (an op's answer always is). A lookup that raises counts as seeded: raising here would fail the op itself.
+    """
+    known = _KINDS.get(name)
+    if known is not None:
+        return known
+    if name in visiting:
+        return False
+    visiting.add(name)
+    try:
+        found = _lookup(name)
+    except Exception:  # noqa: BLE001 - unknown counts as seeded
+        found = True
+    if isinstance(found, bool):
+        _KINDS[name] = found
+        return found
+    known = any(_reaches_seeded(called, visiting) for called in found)
+    if known:
+        _KINDS[name] = True
+    return known
 
 
 def set_global_seed(seed: int) -> None:

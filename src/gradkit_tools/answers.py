@@ -26,7 +26,7 @@ import yaml
 from gradkit_tools.course import Assignment
 from gradkit_tools.examples import CatalogueError, answer_cells, answer_sources, load_catalogue, solution_answers
 
-__all__ = ["prelude", "entry_code", "namespace", "entries", "entry_fails", "wrong_for"]
+__all__ = ["prelude", "entry_code", "namespace", "run_as_cell", "entries", "entry_fails", "wrong_for"]
 
 
 @lru_cache(maxsize=None)
@@ -73,8 +73,15 @@ def entry_code(assignment: Assignment, name: str, *, assignments: str | Path = "
 
 def namespace(assignment: Assignment, name: str, *, assignments: str | Path = "assignments") -> dict[str, Any]:
     """The globals after running :func:`entry_code` of entry ``name``."""
-    code = entry_code(assignment, name, assignments=assignments)
-    filename = f"<{assignment.name}: {name}>"
+    return run_as_cell(entry_code(assignment, name, assignments=assignments), f"<{assignment.name}: {name}>")
+
+
+def run_as_cell(code: str, filename: str) -> dict[str, Any]:
+    """The globals after running ``code`` as a notebook cell is run: registered with :mod:`linecache` under
+    ``filename`` first (as IPython registers a cell), so ``inspect.getsource`` finds its functions' source.
+
+    One ``filename`` per code text: a second text under the same name would replace the first one's lines.
+    """
     # no modification time: linecache.checkcache keeps the entry (it cannot be re-read from a file)
     linecache.cache[filename] = (len(code), None, code.splitlines(keepends=True), filename)
     ns: dict[str, Any] = {"__name__": "__main__"}
