@@ -135,3 +135,34 @@ def test_stored_grid_values_come_out_again():
     check, tol = CHECKS["test_grid_statement"], tolerances("a4_resnet")
     seeds = spread_seeds(cal["runs"], cal["first_seed"])[:3]
     assert [check.statistic(check.reference(tol), tol, s) for s in seeds] == stored[:3]
+
+
+def test_traced_short_training_gives_the_eager_fit_losses_bit_for_bit():
+    """fit.traced_losses: every epoch's loss of training_statistic's eager fit, for three nets of the reference
+    architecture (one trace) and a net of another (a ReLU plain stack); the statistic of two seeds through
+    training_statistics, what calibration runs, is training_statistic's."""
+    import math
+
+    from gradkit_grader.globalseed import set_global_seed
+
+    statistics = importlib.import_module("gradkit_grader.course.a4_resnet.statistics")
+    fit = importlib.import_module("gradkit_grader.course.a4_resnet.fit")
+    tol = tolerances("a4_resnet")
+    x, y = statistics._spirals(tol, 7)
+    builds = [lambda s: reference.build_resnet(tol["train_blocks"], tol["train_width"], 2, 1, activation="relu",
+                                               initializer="he_normal", output_activation="sigmoid", seed=s)] * 3
+    builds.append(lambda s: models.build_mlp(5, tol["train_width"], activation="relu", initializer="he_normal",
+                                             input_dim=2, output_dim=1, seed=s))
+    for k, build in enumerate(builds):
+        set_global_seed(100 + k)
+        model = build(100 + k)
+        traced = fit.traced_losses(model, x, y, tol)
+        set_global_seed(100 + k)
+        model = build(100 + k)
+        model.compile(optimizer=keras.optimizers.Adam(tol["train_lr"]), loss="binary_crossentropy", run_eagerly=True)
+        eager = model.fit(x, y, batch_size=len(x), epochs=tol["train_steps"], shuffle=False, verbose=0)
+        assert len(traced) == tol["train_steps"] and all(math.isfinite(v) for v in traced)
+        assert traced == eager.history["loss"], k
+    check, comps = CHECKS["test_resnet_trains"], statistics.reference(tol)
+    assert check.batched is statistics.training_statistics
+    assert check.batched(comps, tol, [3, 4]) == [check.statistic(comps, tol, s) for s in (3, 4)]

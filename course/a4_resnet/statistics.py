@@ -28,7 +28,7 @@ import numpy as np
 
 from gradkit.data import two_spirals
 from gradkit.guard import assert_finite, student_call
-from gradkit_grader.course.a4_resnet import grid
+from gradkit_grader.course.a4_resnet import fit, grid
 from gradkit_grader.course.a4_resnet.reference import build_resnet, residual_block
 from gradkit_grader.course.a4_resnet.spirals import spirals_accuracies, spirals_accuracy
 from gradkit_grader.globalseed import set_global_seed
@@ -36,7 +36,7 @@ from gradkit_grader.seeding import seed_in_failures
 from gradkit_grader.statistic import Check
 
 __all__ = ["reference", "first_layer_gradient",
-           "gradient_statistic", "training_statistic", "CHECKS"]
+           "gradient_statistic", "training_statistic", "training_statistics", "CHECKS"]
 
 
 # --------------------------------------------------------------------------- reference components
@@ -142,6 +142,22 @@ def gradient_statistic(components: Mapping[str, Any], tol: Mapping[str, Any], se
     return _mean_over_models(tol, seed, "grad_seeds", log10_ratio)
 
 
+def _final_loss(components: Mapping[str, Any], tol: Mapping[str, Any], X, Y, s: int, *, traced: bool = False) -> float:
+    """The final training loss of the student's small ReLU ResNet of model seed ``s`` (:func:`training_statistic`);
+    with ``traced``, its losses come from :func:`.fit.traced_losses` where it has a trace (bit for bit the same)."""
+    model = _student_model(components["build_resnet"], tol, (tol["train_blocks"], tol["train_width"], 2, 1),
+                           activation="relu", initializer="he_normal", seed=s)
+    losses = fit.traced_losses(model, X, Y, tol) if traced else None
+    if losses is None:
+        model.compile(optimizer=fit._optimizer(tol), loss="binary_crossentropy", run_eagerly=True)
+        hist = student_call(model.fit, X, Y, batch_size=len(X), epochs=tol["train_steps"], shuffle=False,
+                            verbose=0, what="training your ResNet", timeout_s=tol["timeout_s"])
+        losses = hist.history["loss"]
+    if not all(math.isfinite(v) for v in losses):
+        raise AssertionError(f"model seed {s}: the training loss became NaN/inf: {losses}")
+    return losses[-1]
+
+
 def training_statistic(components: Mapping[str, Any], tol: Mapping[str, Any], seed: int) -> float:
     """Mean final training loss of ``train_seeds`` small ReLU ResNets of the student's.
 
@@ -155,19 +171,14 @@ def training_statistic(components: Mapping[str, Any], tol: Mapping[str, Any], se
     float
         The mean final loss; smaller is better (chance level: ln 2).
     """
-    def final_loss(X, Y, s: int) -> float:
-        model = _student_model(components["build_resnet"], tol, (tol["train_blocks"], tol["train_width"], 2, 1),
-                               activation="relu", initializer="he_normal", seed=s)
-        model.compile(optimizer=keras.optimizers.Adam(tol["train_lr"]), loss="binary_crossentropy",
-                      run_eagerly=True)
-        hist = student_call(model.fit, X, Y, batch_size=len(X), epochs=tol["train_steps"], shuffle=False,
-                            verbose=0, what="training your ResNet", timeout_s=tol["timeout_s"])
-        losses = hist.history["loss"]
-        if not all(math.isfinite(v) for v in losses):
-            raise AssertionError(f"model seed {s}: the training loss became NaN/inf: {losses}")
-        return losses[-1]
+    return _mean_over_models(tol, seed, "train_seeds", lambda X, Y, s: _final_loss(components, tol, X, Y, s))
 
-    return _mean_over_models(tol, seed, "train_seeds", final_loss)
+
+def training_statistics(components: Mapping[str, Any], tol: Mapping[str, Any], seeds) -> list[float]:
+    """:func:`training_statistic` of each seed of ``seeds``, the same floats, each architecture's training traced
+    once (:mod:`.fit`): what calibration runs."""
+    return [_mean_over_models(tol, int(seed), "train_seeds",
+                              lambda X, Y, s: _final_loss(components, tol, X, Y, s, traced=True)) for seed in seeds]
 
 
 CHECKS = (
@@ -175,7 +186,8 @@ CHECKS = (
           statistic=gradient_statistic, full="grad_log10_ratio_full", zero="grad_log10_ratio_zero",
           reference=reference),
     Check(name="q2 mean final training loss of small ReLU ResNets", test="test_resnet_trains",
-          statistic=training_statistic, full="train_loss_full", zero="train_loss_zero", reference=reference),
+          statistic=training_statistic, full="train_loss_full", zero="train_loss_zero", reference=reference,
+          batched=training_statistics),
     Check(name="q3 seed 001's grid: margin of the two names (log10)", test="test_grid_statement",
           statistic=grid.grid_margin, full="grid_log10_margin_min", zero=None, reference=grid.reference),
     Check(name="q2 seed 000's spirals: mean test accuracy of deep tanh ResNets", test="test_resnet_learns_spirals",
