@@ -138,7 +138,7 @@ def test_stored_grid_values_come_out_again():
 
 
 def test_traced_short_training_gives_the_eager_fit_losses_bit_for_bit():
-    """fit.traced_losses: every epoch's loss of training_statistic's eager fit, for three nets of the reference
+    """training.traced_losses: every epoch's loss of training_statistic's eager fit, for three nets of the reference
     architecture (one trace) and a net of another (a ReLU plain stack); the statistic of two seeds through
     training_statistics, what calibration runs, is training_statistic's."""
     import math
@@ -146,7 +146,7 @@ def test_traced_short_training_gives_the_eager_fit_losses_bit_for_bit():
     from gradkit_grader.globalseed import set_global_seed
 
     statistics = importlib.import_module("gradkit_grader.course.a4_resnet.statistics")
-    fit = importlib.import_module("gradkit_grader.course.a4_resnet.fit")
+    training = importlib.import_module("gradkit_grader.course.a4_resnet.training")
     tol = tolerances("a4_resnet")
     x, y = statistics._spirals(tol, 7)
     builds = [lambda s: reference.build_resnet(tol["train_blocks"], tol["train_width"], 2, 1, activation="relu",
@@ -156,13 +156,17 @@ def test_traced_short_training_gives_the_eager_fit_losses_bit_for_bit():
     for k, build in enumerate(builds):
         set_global_seed(100 + k)
         model = build(100 + k)
-        traced = fit.traced_losses(model, x, y, tol)
+        traced = training.traced_losses(model, x, y, tol)
         set_global_seed(100 + k)
         model = build(100 + k)
         model.compile(optimizer=keras.optimizers.Adam(tol["train_lr"]), loss="binary_crossentropy", run_eagerly=True)
         eager = model.fit(x, y, batch_size=len(x), epochs=tol["train_steps"], shuffle=False, verbose=0)
         assert len(traced) == tol["train_steps"] and all(math.isfinite(v) for v in traced)
         assert traced == eager.history["loss"], k
+    inputs = keras.Input((2,))  # a regularizer: its penalty is not the trace's to vouch for, so the eager fit
+    hidden = keras.layers.Dense(4, activation="relu", kernel_regularizer="l2")(inputs)
+    regularized = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(hidden))
+    assert grid._architecture(regularized) is not None and training.traced_losses(regularized, x, y, tol) is None
     check, comps = CHECKS["test_resnet_trains"], statistics.reference(tol)
     assert check.batched is statistics.training_statistics
     assert check.batched(comps, tol, [3, 4]) == [check.statistic(comps, tol, s) for s in (3, 4)]

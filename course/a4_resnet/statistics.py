@@ -28,7 +28,7 @@ import numpy as np
 
 from gradkit.data import two_spirals
 from gradkit.guard import assert_finite, student_call
-from gradkit_grader.course.a4_resnet import fit, grid
+from gradkit_grader.course.a4_resnet import grid, training
 from gradkit_grader.course.a4_resnet.reference import build_resnet, residual_block
 from gradkit_grader.course.a4_resnet.spirals import spirals_accuracies, spirals_accuracy
 from gradkit_grader.globalseed import set_global_seed
@@ -144,12 +144,12 @@ def gradient_statistic(components: Mapping[str, Any], tol: Mapping[str, Any], se
 
 def _final_loss(components: Mapping[str, Any], tol: Mapping[str, Any], X, Y, s: int, *, traced: bool = False) -> float:
     """The final training loss of the student's small ReLU ResNet of model seed ``s`` (:func:`training_statistic`);
-    with ``traced``, its losses come from :func:`.fit.traced_losses` where it has a trace (bit for bit the same)."""
+    with ``traced``, its losses come from :func:`.training.traced_losses` where it has a trace (the same floats)."""
     model = _student_model(components["build_resnet"], tol, (tol["train_blocks"], tol["train_width"], 2, 1),
                            activation="relu", initializer="he_normal", seed=s)
-    losses = fit.traced_losses(model, X, Y, tol) if traced else None
+    losses = training.traced_losses(model, X, Y, tol) if traced else None
     if losses is None:
-        model.compile(optimizer=fit._optimizer(tol), loss="binary_crossentropy", run_eagerly=True)
+        model.compile(optimizer=training.optimizer(tol), loss="binary_crossentropy", run_eagerly=True)
         hist = student_call(model.fit, X, Y, batch_size=len(X), epochs=tol["train_steps"], shuffle=False,
                             verbose=0, what="training your ResNet", timeout_s=tol["timeout_s"])
         losses = hist.history["loss"]
@@ -176,7 +176,7 @@ def training_statistic(components: Mapping[str, Any], tol: Mapping[str, Any], se
 
 def training_statistics(components: Mapping[str, Any], tol: Mapping[str, Any], seeds) -> list[float]:
     """:func:`training_statistic` of each seed of ``seeds``, the same floats, each architecture's training traced
-    once (:mod:`.fit`): what calibration runs."""
+    once (:mod:`.training`): what calibration runs."""
     return [_mean_over_models(tol, int(seed), "train_seeds",
                               lambda X, Y, s: _final_loss(components, tol, X, Y, s, traced=True)) for seed in seeds]
 

@@ -23,15 +23,23 @@ import numpy as np
 
 from gradkit_grader.course.a4_resnet import grid
 
-__all__ = ["traced_losses"]
+__all__ = ["optimizer", "traced_losses"]
 
 #: architecture key -> traced training of the first net of that architecture; the oldest goes beyond 4
 _TRACED: dict[tuple, Any] = {}
 
 
-def _optimizer(tol: Mapping[str, Any]) -> keras.optimizers.Adam:
+def optimizer(tol: Mapping[str, Any]) -> keras.optimizers.Adam:
     """The optimizer ``training_statistic`` compiles each net with."""
     return keras.optimizers.Adam(tol["train_lr"])
+
+
+def _plain(model: keras.Model) -> bool:
+    """Whether the traced steps are the whole of ``fit``'s for ``model``: float32 weights, and no layer with a
+    regularizer (its penalty would be read from the template's weights) or a constraint (applied after each step)."""
+    return all(str(w.dtype) == "float32" for w in model.weights) and not any(
+        value is not None for layer in model.layers for key, value in layer.get_config().items()
+        if key.endswith(("_regularizer", "_constraint")))
 
 
 def _traced(key: tuple, template: keras.Model, tol: Mapping[str, Any]):
@@ -40,7 +48,7 @@ def _traced(key: tuple, template: keras.Model, tol: Mapping[str, Any]):
     import tensorflow as tf
 
     if key not in _TRACED:
-        opt = _optimizer(tol)
+        opt = optimizer(tol)
         template.compile(optimizer=opt, loss="binary_crossentropy")
         b1, b2, eps, steps = opt.beta_1, opt.beta_2, opt.epsilon, tol["train_steps"]
 
@@ -75,7 +83,8 @@ def _traced(key: tuple, template: keras.Model, tol: Mapping[str, Any]):
 
 def traced_losses(model: keras.Model, x: np.ndarray, y: np.ndarray, tol: Mapping[str, Any]) -> list[float] | None:
     """The per-epoch losses of ``training_statistic``'s eager fit of ``model`` (not modified), or None where
-    there is no trace to vouch for them (another backend; a net :func:`.grid._architecture` has no key for).
+    there is no trace to vouch for them (another backend; a net :func:`.grid._architecture` has no key for; a
+    regularizer, a constraint or weights other than float32).
 
     Parameters
     ----------
@@ -90,7 +99,7 @@ def traced_losses(model: keras.Model, x: np.ndarray, y: np.ndarray, tol: Mapping
     -------
     list of float, ``train_steps`` long, or None
     """
-    key = grid._architecture(model) if keras.backend.backend() == "tensorflow" else None
+    key = grid._architecture(model) if keras.backend.backend() == "tensorflow" and _plain(model) else None
     if key is None:
         return None
     import tensorflow as tf
