@@ -82,14 +82,15 @@ def _traced(key: tuple, template: keras.Model, tol: Mapping[str, Any]):
 
 
 def traced_losses(model: keras.Model, x: np.ndarray, y: np.ndarray, tol: Mapping[str, Any]) -> list[float] | None:
-    """The per-epoch losses of ``training_statistic``'s eager fit of ``model`` (not modified), or None where
+    """The per-epoch losses of ``training_statistic``'s eager fit of ``model`` (its weights are not modified; the
+    first net of an architecture is compiled and kept as its trace's template), or None where
     there is no trace to vouch for them (another backend; a net :func:`.grid._architecture` has no key for; a
     regularizer, a constraint or weights other than float32).
 
     Parameters
     ----------
     model : keras.Model
-        A built net ``(None, 2) -> (None, 1)``, not compiled.
+        A built net ``(None, 2) -> (None, 1)``.
     x : numpy.ndarray, shape ``(n, 2)``, float32
     y : numpy.ndarray, shape ``(n, 1)``, float32
     tol : mapping
