@@ -3,8 +3,9 @@
 * The stacked training is the training of each net alone: the student's nets, stacked into one member-axis
   model, end with the test-set probabilities each net gets when Keras trains it on its own (full-batch Adam,
   then its batch-normalisation statistics set to the training set's, as the notebook's ``RecalibrateBN``).
-* ``spirals_accuracies`` (many seeds side by side, what calibration runs) gives, bit for bit, the values and
-  the test-set probabilities of ``spirals_accuracy`` seed by seed (what a hidden test grades).
+* ``spirals_accuracies`` (many seeds side by side, the nets redrawn from one built net: what calibration runs)
+  gives, bit for bit, the values and the test-set probabilities of ``spirals_accuracy`` seed by seed (each net
+  built: what a hidden test grades).
 * A wrong answer loses points (the plain stack of the catalogue), and a network the stacking cannot take
   fails with an AssertionError that says what to change, not with a crash.
 
@@ -52,7 +53,7 @@ def test_stacked_nets_train_as_each_net_alone(predictions):
     assert stacked.shape == (len(x_te), tol["spirals_members"])
     right = (stacked > 0.5) == (y_te[:, None] > 0.5)
     assert value == float(np.mean(np.mean(right, axis=0)))  # the statistic is the mean of these nets' accuracies
-    for k, net in enumerate(spirals._nets(reference(tol), tol, 5)[:2]):
+    for k, (net, _) in enumerate(spirals._nets(reference(tol), tol, 5)[:2]):
         net.compile(optimizer=keras.optimizers.Adam(tol["spirals_lr"]), loss="binary_crossentropy")
         net.fit(x_tr, y_tr[:, None], batch_size=len(x_tr), epochs=tol["spirals_steps"], shuffle=False, verbose=0)
         bns = [la for la in net._flatten_layers(include_self=False) if isinstance(la, layers.BatchNormalization)]
@@ -76,6 +77,10 @@ def test_batched_values_equal_the_per_seed_statistic(predictions):
     assert len(predictions) == 2  # two chunks, each one stacked model
     assert together.tolist() == alone
     assert np.array_equal(np.concatenate(predictions, axis=1), p_alone)
+    from gradkit_grader.course.a4_resnet import grid
+
+    assert any(key[:3] == ("build_resnet", build_resnet, spirals._args(tol)) and inits is not None  # redrawn
+               for key, (_, inits) in grid._TEMPLATES.items())
 
 
 def _plain_stack(depth, width, input_dim, output_dim, *, activation="relu", initializer="he_normal",

@@ -127,6 +127,40 @@ def test_seeded_net_builds_a_net_it_cannot_redraw():
     assert weights is None and model.get_layer("hidden_1").kernel_initializer is ones
 
 
+def test_redrawn_draws_the_nets_of_any_builder_that_seeds_its_layers():
+    """grid.redrawn with a builder function (the reference build_resnet, as calibration calls it): the weights of
+    the net built at seeds 5 and 2**31 + 3, bit for bit, from one template; a builder whose layer seeds are not the
+    seed plus a fixed offset (here 2 * seed) is built at each seed."""
+    def build(s):
+        return reference.build_resnet(2, 4, 2, 1, activation="tanh", initializer="glorot_uniform", seed=s)
+
+    def doubled(s):
+        return build(2 * s)
+
+    for seed in (5, 2**31 + 3):
+        template, weights = grid.redrawn(build, seed, ("test", "reference", 2, 4))
+        built = build(seed)
+        assert weights is not None and grid._architecture(template) == grid._architecture(built)
+        assert all(np.array_equal(keras.ops.convert_to_numpy(w), keras.ops.convert_to_numpy(v.value))
+                   for w, v in zip(weights[0] + weights[1], built.trainable_variables + built.non_trainable_variables))
+        model, weights = grid.redrawn(doubled, seed, ("test", "doubled", 2, 4))
+        first = [keras.ops.convert_to_numpy(net.trainable_variables[0].value) for net in (model, build(2 * seed))]
+        assert weights is None and np.array_equal(*first)
+
+
+def test_batched_gradient_statistic_is_the_per_seed_one():
+    """gradient_statistics, what calibration runs (the reference ResNets redrawn), gives gradient_statistic's floats
+    (each ResNet built) for two seeds, at the test's depth with 2 model pairs per seed."""
+    statistics = importlib.import_module("gradkit_grader.course.a4_resnet.statistics")
+    check, tol = CHECKS["test_resnet_gradient"], {**tolerances("a4_resnet"), "grad_seeds": 2}
+    comps = check.reference(tol)
+    assert check.batched is statistics.gradient_statistics
+    assert check.batched(comps, tol, [11, 12]) == [check.statistic(comps, tol, s) for s in (11, 12)]
+    args = (tol["grad_blocks"], tol["grad_width"], 2, 1)
+    assert any(key[:3] == ("build_resnet", reference.build_resnet, args) and inits is not None  # they were redrawn
+               for key, (_, inits) in grid._TEMPLATES.items())
+
+
 @pytest.mark.slow
 def test_stored_grid_values_come_out_again():
     """The grid statistic of calibration.json's first 3 reference seeds, recomputed: the stored floats."""

@@ -103,3 +103,19 @@ def test_what_cannot_be_stacked_is_named():
         stack_models([models.build_mlp(2, 4, input_dim=3), models.build_mlp(3, 4, input_dim=3)])
     with pytest.raises(NotStackable, match="no models"):
         stack_models([])
+
+
+@backends
+def test_weights_in_place_of_the_models_own():
+    """One net given three times with three nets' weights stacks as the three nets themselves, bit for bit; a
+    None entry keeps that net's own weights; weights of the wrong length are refused, naming the entry."""
+    nets = lab_resnets(3)
+    weights = [([v.value for v in n.trainable_variables], [v.value for v in n.non_trainable_variables])
+               for n in nets]
+    want = keras.ops.convert_to_numpy(stack_models(nets)(member_inputs(X, 3), training=True))
+    got = stack_models([nets[2]] * 3, weights=[weights[0], weights[1], None])(member_inputs(X, 3), training=True)
+    assert np.array_equal(keras.ops.convert_to_numpy(got), want)
+    with pytest.raises(ValueError, match=r"weights\[1\] has 1 trainable"):
+        stack_models(nets[:2], weights=[None, (weights[1][0][:1], weights[1][1])])
+    with pytest.raises(ValueError, match="2 entries for 3 models"):
+        stack_models(nets, weights=weights[:2])

@@ -10,15 +10,18 @@ from skips + BN by about 4 standard deviations, three by about 7).
 
 The gradients at initialisation of q2's and q3's nets come from :func:`kernel_gradient_norms` (the floats of
 :func:`gradkit.diagnostics.gradient_norms`, one traced gradient per architecture) and gradkit's own nets are
-not built per seed: :func:`seeded_net` redraws a template's weights (both bit for bit; tests/test_batched_a4.py).
+not built per seed: :func:`redrawn` (:func:`seeded_net` for :mod:`gradkit.models`' builders) redraws a template's
+weights, for the plain nets when graded and for the reference's ResNets in calibration (both bit for bit;
+tests/test_batched_a4.py).
 """
 from __future__ import annotations
 
 import json
 import math
+import weakref
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any, Callable, Hashable, Mapping
 
 import keras
 import numpy as np
@@ -29,7 +32,8 @@ from gradkit._ensemble_layers import derive_seed
 from gradkit.activations import ACTIVATIONS
 from gradkit.initializers import reseeded
 
-__all__ = ["NETS", "kernel_gradient_norms", "seeded_net", "grid_norms", "grid_summary", "grid_margin", "reference"]
+__all__ = ["NETS", "kernel_gradient_norms", "redrawn", "seeded_net", "grid_norms", "grid_summary", "grid_margin",
+           "reference"]
 
 #: the notebook's names (keys of its ``digit_nets``) of seed 001's four networks
 NETS = ("plain", "BN only", "skips only", "skips + BN (the lab's)")
@@ -47,10 +51,16 @@ _ACTIVATIONS = (*ACTIVATIONS.values(), *(getattr(keras.activations, n) for n in
 _TRACED: dict[tuple[str, str], Any] = {}
 
 
+#: template net of :func:`redrawn` -> its :func:`_architecture` key (a template is fed again and again)
+_KEYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _architecture(model: keras.Model) -> str | None:
     """A key equal for two nets exactly when they compute the same function of their weights (the Functional
     config with layer names, initializers and seeds left out, the wiring by layer index, each weight's layer, shape
     and dtype); None for anything else (a subclassed model, another layer type, a custom activation)."""
+    if model in _KEYS:
+        return _KEYS[model]
     # a net built as keras.Model(inputs, outputs): Keras' own Functional class, which Keras does not export (no
     # Sequential, no subclass of Model); a class of another name or module takes the eager path
     functional = type(model).__name__ == "Functional" and type(model).__module__.split(".")[0] == "keras"
@@ -111,9 +121,7 @@ def _traced(key: tuple[str, str], model: keras.Model, loss: str):
                 value = loss_fn(y, y_pred)
             return tape.gradient(value, [trainable[i] for i in wanted], unconnected_gradients="zero")
 
-        if len(_TRACED) >= 8:
-            _TRACED.pop(next(iter(_TRACED)))
-        _TRACED[key] = grads
+        _remember(_TRACED, key, grads, 8)
     return _TRACED[key]
 
 
@@ -132,7 +140,7 @@ def kernel_gradient_norms(model: keras.Model, x: np.ndarray, y: np.ndarray, loss
     loss : str
         A Keras loss name.
     weights : (trainable values, non-trainable values), optional
-        Weights in place of ``model``'s own (:func:`seeded_net`'s); only for a net with a traced gradient.
+        Weights in place of ``model``'s own (:func:`redrawn`'s); only for a net with a traced gradient.
 
     Returns
     -------
@@ -156,8 +164,19 @@ def kernel_gradient_norms(model: keras.Model, x: np.ndarray, y: np.ndarray, loss
             for k, g in zip(variable_keys(kernel_variables(model)), out)}
 
 
-#: seed of the template net of :func:`seeded_net`; seed 1's net checks the redrawing
+#: seed of the template net of :func:`redrawn`; seed 1's net checks the redrawing
 _TEMPLATE_SEED = 0
+#: key -> (template net, per variable its initializer and seed offset, or None: build each net); the oldest goes
+#: beyond 8
+_TEMPLATES: dict[Hashable, tuple[keras.Model, list | None]] = {}
+
+
+def _remember(cache: dict, key: Hashable, value: Any, size: int) -> Any:
+    """``cache[key] = value`` in a cache of at most ``size`` entries (the oldest leaves first); returns ``value``."""
+    if len(cache) >= size:
+        cache.pop(next(iter(cache)))
+    cache[key] = value
+    return value
 
 
 def _initial_values(model: keras.Model, inits: list, seed: int) -> tuple[list, list]:
@@ -169,15 +188,14 @@ def _initial_values(model: keras.Model, inits: list, seed: int) -> tuple[list, l
     return values[:len(model.trainable_variables)], values[len(model.trainable_variables):]
 
 
-@lru_cache(maxsize=8)
-def _template(builder: str, kwargs: tuple) -> tuple[keras.Model, list | None]:
-    """``models.<builder>(**kwargs, seed=0)`` and per variable (trainable, then non-trainable) its initializer and
-    seed offset; None in place of the list unless seed 1's net, built, has the weights redrawn from them bit for
-    bit (a random initializer without a seed, a variable of no known initializer: no redrawing) or the net has
-    no traced gradient (:func:`_architecture`)."""
-    build = getattr(models, builder)
-    model = build(**dict(kwargs), seed=_TEMPLATE_SEED)
-    if keras.backend.backend() != "tensorflow" or _architecture(model) is None:
+def _template(build: Callable[[int], keras.Model]) -> tuple[keras.Model, list | None]:
+    """``build(0)`` and per variable (trainable, then non-trainable) its initializer and seed offset; None in place
+    of the list unless ``build(1)`` has the architecture of ``build(0)`` and the weights redrawn from them bit for
+    bit (a random initializer without a seed, a variable of no known initializer: no redrawing) or the net has no
+    traced gradient (:func:`_architecture`)."""
+    model = build(_TEMPLATE_SEED)
+    key = _architecture(model) if keras.backend.backend() == "tensorflow" else None
+    if key is None:
         return model, None
     owner = {id(v): op for op in model.operations for v in op.weights}
     inits = []
@@ -187,22 +205,33 @@ def _template(builder: str, kwargs: tuple) -> tuple[keras.Model, list | None]:
         if "seed" in cfg and type(cfg["seed"]) is not int:
             return model, None
         inits.append((init, cfg["seed"] - _TEMPLATE_SEED if "seed" in cfg else None))
-    other = build(**dict(kwargs), seed=_TEMPLATE_SEED + 1)
+    other = build(_TEMPLATE_SEED + 1)
     built = [keras.ops.convert_to_numpy(v.value) for v in other.trainable_variables + other.non_trainable_variables]
     drawn = [keras.ops.convert_to_numpy(w) for w in sum(_initial_values(model, inits, _TEMPLATE_SEED + 1), [])]
-    same = len(built) == len(drawn) and all(a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(built, drawn))
+    same = _architecture(other) == key and len(built) == len(drawn) and all(
+        a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(built, drawn))
+    if same:
+        _KEYS[model] = key
     return model, inits if same else None
 
 
-def seeded_net(builder: str, seed: int, **kwargs) -> tuple[keras.Model, tuple[list, list] | None]:
-    """The net ``gradkit.models.<builder>(**kwargs, seed=seed)`` for :func:`kernel_gradient_norms` without building
-    it: ``(template, weights)``, the net of seed 0 and the initial weights of seed ``seed`` drawn from its
-    initializers reseeded (those of a net seeded s are seeded s + a fixed offset per layer; checked once per
-    architecture on seed 1's net); ``(the net built, None)`` when that does not hold. ``kwargs``: hashable values."""
-    model, inits = _template(builder, tuple(sorted(kwargs.items())))
+def redrawn(build: Callable[[int], keras.Model], seed: int,
+            key: Hashable) -> tuple[keras.Model, tuple[list, list] | None]:
+    """The net ``build(seed)`` without building it: ``(template, weights)``, the net ``build(0)`` and the initial
+    weights of seed ``seed`` drawn from its initializers reseeded (a builder that seeds every initializer with
+    its seed plus a fixed offset per layer; checked once per ``key`` on ``build(1)``), as
+    :func:`kernel_gradient_norms` and :func:`gradkit.stacking.stack_models` take them; ``(build(seed), None)``
+    where that does not hold. ``key`` names the builder and its arguments (one template per key)."""
+    model, inits = _TEMPLATES[key] if key in _TEMPLATES else _remember(_TEMPLATES, key, _template(build), 8)
     if inits is None:
-        return getattr(models, builder)(**kwargs, seed=seed), None
+        return build(seed), None
     return model, _initial_values(model, inits, seed)
+
+
+def seeded_net(builder: str, seed: int, **kwargs) -> tuple[keras.Model, tuple[list, list] | None]:
+    """:func:`redrawn` for ``gradkit.models.<builder>(**kwargs, seed=seed)``; ``kwargs``: hashable values."""
+    return redrawn(lambda s: getattr(models, builder)(**kwargs, seed=s), seed,
+                   ("gradkit.models", builder, tuple(sorted(kwargs.items()))))
 
 
 @lru_cache(maxsize=8)

@@ -46,17 +46,19 @@ def spirals_split(tol: Mapping[str, Any], seed: int) -> tuple[np.ndarray, ...]:
     return train_test_split(X, y, test_fraction=tol["spirals_test_fraction"], rng=derive_seed(seed, 1))
 
 
-def _nets(components: Mapping[str, Any], tol: Mapping[str, Any], seed: int) -> list[keras.Model]:
+def _nets(components: Mapping[str, Any], tol: Mapping[str, Any], seed: int, *,
+          redraw: bool = False) -> list[tuple[keras.Model, tuple[list, list] | None]]:
     """The student's ``spirals_members`` ResNets of ``seed``: net ``k`` seeded ``seed + k * seed_stride``
-    (Keras' global seed set to it first, as the other q2 tests)."""
-    from gradkit_grader.course.a4_resnet.statistics import _model_seed, _student_model  # it imports this module
+    (Keras' global seed set to it first, as the other q2 tests), each ``(net, None)``; with ``redraw``, where the
+    builder allows it, ``(net of seed 0, the weights of its seed)`` (``statistics._resnet``: the same floats)."""
+    from gradkit_grader.course.a4_resnet.statistics import _model_seed, _resnet  # it imports this module
 
     nets = []
     for k in range(tol["spirals_members"]):
         s = _model_seed(seed, k, tol)
         set_global_seed(s)
-        nets.append(_student_model(components["build_resnet"], tol, _args(tol), activation="tanh",
-                                   initializer="glorot_uniform", seed=s))
+        nets.append(_resnet(components, tol, _args(tol), s, redraw=redraw, activation="tanh",
+                            initializer="glorot_uniform"))
     return nets
 
 
@@ -78,17 +80,18 @@ def require_skips(components: Mapping[str, Any], tol: Mapping[str, Any], seed: i
     this check, so its power is that of the accuracy (NOTES.md).
     """
     with seed_in_failures(seed):
-        net = _nets(components, {**tol, "spirals_members": 1}, seed)[0]
+        net = _nets(components, {**tol, "spirals_members": 1}, seed)[0][0]
         if not _adds(net):
             raise AssertionError(
                 f"your build_resnet{_args(tol)} has no Add layer: this test trains ResNets, whose blocks add their "
                 "input back (the skip connection); a stack of layers without skips is seed 000's plain net")
 
 
-def _stack(nets: list[keras.Model]) -> keras.Model:
-    """The nets as one member-axis model; a net it cannot take fails the test with what to change."""
+def _stack(nets: list[tuple[keras.Model, tuple[list, list] | None]]) -> keras.Model:
+    """The ``(net, weights)`` of :func:`_nets` as one member-axis model; a net it cannot take fails the test with
+    what to change."""
     try:
-        return stack_models(nets, name="spirals_stack")
+        return stack_models([net for net, _ in nets], name="spirals_stack", weights=[w for _, w in nets])
     except Exception as exc:  # NotStackable, or an error of the student's layers met while rebuilding them
         what = str(exc) if isinstance(exc, NotStackable) else f"{type(exc).__name__}: {exc}"
         raise AssertionError(
@@ -103,8 +106,12 @@ def _members(arrays: Sequence[np.ndarray], m: int) -> np.ndarray:
                           axis=2)
 
 
-def spirals_accuracies(components: Mapping[str, Any], tol: Mapping[str, Any], seeds: Sequence[int]) -> list[float]:
+def spirals_accuracies(components: Mapping[str, Any], tol: Mapping[str, Any], seeds: Sequence[int], *,
+                       redraw: bool = True) -> list[float]:
     """:func:`spirals_accuracy` of each seed of ``seeds``, all nets trained as members of one model.
+
+    ``redraw`` (calibration's form): the nets redrawn from one built net where the builder allows it
+    (:func:`_nets`), the same floats; :func:`spirals_accuracy`, graded, builds each net.
 
     Returns
     -------
@@ -116,7 +123,7 @@ def spirals_accuracies(components: Mapping[str, Any], tol: Mapping[str, Any], se
     m, runs = tol["spirals_members"], len(seeds)
     with seed_in_failures(seeds[0]):
         splits = [spirals_split(tol, seed) for seed in seeds]
-        nets = [net for seed in seeds for net in _nets(components, tol, seed)]
+        nets = [net for seed in seeds for net in _nets(components, tol, seed, redraw=redraw)]
         model = _stack(nets)
         spe = tol["spirals_steps_per_execution"]
         x_tr = _members([s[0] for s in splits], m)
@@ -143,4 +150,4 @@ def spirals_accuracy(components: Mapping[str, Any], tol: Mapping[str, Any], seed
     """Mean test accuracy, in [0, 1], of ``spirals_members`` deep tanh ResNets of the student's trained
     ``spirals_steps`` full-batch Adam steps on seed 000's spirals (module docstring): the one-seed case of
     :func:`spirals_accuracies`."""
-    return spirals_accuracies(components, tol, [seed])[0]
+    return spirals_accuracies(components, tol, [seed], redraw=False)[0]

@@ -36,7 +36,7 @@ from gradkit_grader.seeding import seed_in_failures
 from gradkit_grader.statistic import Check
 
 __all__ = ["reference", "first_layer_gradient",
-           "gradient_statistic", "training_statistic", "training_statistics", "CHECKS"]
+           "gradient_statistic", "gradient_statistics", "training_statistic", "training_statistics", "CHECKS"]
 
 
 # --------------------------------------------------------------------------- reference components
@@ -72,6 +72,23 @@ def _student_model(build, tol: Mapping[str, Any], args: tuple, **kw) -> keras.Mo
                              f"{shapes[1] if shapes else f'{len(model.outputs)} outputs'}; expected (None, {args[2]}) "
                              f"to (None, {args[3]}): the blocks, then Dense(output_dim, output_activation)")
     return model
+
+
+def _resnet(components: Mapping[str, Any], tol: Mapping[str, Any], args: tuple, s: int, *, redraw: bool = False,
+            **kw) -> tuple[keras.Model, tuple[list, list] | None]:
+    """``(the student's build_resnet(*args, seed=s, **kw), None)`` (:func:`_student_model`); with ``redraw``
+    (calibration: gradkit's own answers), where :func:`.grid.redrawn` vouches for it, its net of seed 0 and the
+    weights of seed ``s``: the same floats without building the net (Keras' global seed set to a net's seed before
+    building it, as :func:`_mean_over_models` does before calling this)."""
+    build = components["build_resnet"]
+    if not redraw:
+        return _student_model(build, tol, args, seed=s, **kw), None
+
+    def one(seed: int) -> keras.Model:
+        set_global_seed(seed)
+        return _student_model(build, tol, args, seed=seed, **kw)
+
+    return grid.redrawn(one, s, ("build_resnet", build, args, tuple(sorted(kw.items()))))
 
 
 def _mean_over_models(tol: Mapping[str, Any], seed: int, count: str, one) -> float:
@@ -112,7 +129,8 @@ def first_layer_gradient(model: keras.Model, X: np.ndarray, Y: np.ndarray,
 
 # --------------------------------------------------------------------------- statistics
 
-def gradient_statistic(components: Mapping[str, Any], tol: Mapping[str, Any], seed: int) -> float:
+def gradient_statistic(components: Mapping[str, Any], tol: Mapping[str, Any], seed: int, *,
+                       redraw: bool = False) -> float:
     """Mean over ``grad_seeds`` model pairs of ``log10(|g_resnet| / |g_plain|)`` at the first layer.
 
     Pair ``k`` (model seed ``seed + k * seed_stride``): the student's
@@ -121,15 +139,17 @@ def gradient_statistic(components: Mapping[str, Any], tol: Mapping[str, Any], se
     activation and initializer; both get the gradient of the BCE on the spirals drawn with ``seed``
     (:func:`first_layer_gradient`).
 
+    ``redraw``: the ResNets redrawn, not built, where that gives the same floats (:func:`_resnet`).
+
     Returns
     -------
     float
         The mean log10 ratio; larger is better (a ResNet's gradient reaches the input).
     """
     def log10_ratio(X, Y, s: int) -> float:
-        res = _student_model(components["build_resnet"], tol, (tol["grad_blocks"], tol["grad_width"], 2, 1),
-                             activation=tol["grad_activation"], initializer=tol["grad_initializer"], seed=s)
-        g_res = first_layer_gradient(res, X, Y)
+        res, drawn = _resnet(components, tol, (tol["grad_blocks"], tol["grad_width"], 2, 1), s, redraw=redraw,
+                             activation=tol["grad_activation"], initializer=tol["grad_initializer"])
+        g_res = first_layer_gradient(res, X, Y, drawn)
         if not g_res > 0:
             raise AssertionError("the gradient at the first layer of your ResNet is exactly zero: no "
                                  "gradient reaches the input (is the skip connection there?)")
@@ -144,11 +164,15 @@ def gradient_statistic(components: Mapping[str, Any], tol: Mapping[str, Any], se
 
 def _final_loss(components: Mapping[str, Any], tol: Mapping[str, Any], X, Y, s: int, *, traced: bool = False) -> float:
     """The final training loss of the student's small ReLU ResNet of model seed ``s`` (:func:`training_statistic`);
-    with ``traced``, its losses come from :func:`.training.traced_losses` where it has a trace (the same floats)."""
-    model = _student_model(components["build_resnet"], tol, (tol["train_blocks"], tol["train_width"], 2, 1),
-                           activation="relu", initializer="he_normal", seed=s)
-    losses = training.traced_losses(model, X, Y, tol) if traced else None
+    with ``traced``, its losses come from :func:`.training.traced_losses` where it has a trace, the net redrawn
+    where it can be (:func:`_resnet`; the same floats)."""
+    args, kw = (tol["train_blocks"], tol["train_width"], 2, 1), dict(activation="relu", initializer="he_normal")
+    model, drawn = _resnet(components, tol, args, s, redraw=traced, **kw)
+    losses = training.traced_losses(model, X, Y, tol, drawn) if traced else None
     if losses is None:
+        if drawn is not None:  # a template: the eager fit trains the net itself, built as it is graded
+            set_global_seed(s)
+            model = _resnet(components, tol, args, s, **kw)[0]
         model.compile(optimizer=training.optimizer(tol), loss="binary_crossentropy", run_eagerly=True)
         hist = student_call(model.fit, X, Y, batch_size=len(X), epochs=tol["train_steps"], shuffle=False,
                             verbose=0, what="training your ResNet", timeout_s=tol["timeout_s"])
@@ -174,6 +198,12 @@ def training_statistic(components: Mapping[str, Any], tol: Mapping[str, Any], se
     return _mean_over_models(tol, seed, "train_seeds", lambda X, Y, s: _final_loss(components, tol, X, Y, s))
 
 
+def gradient_statistics(components: Mapping[str, Any], tol: Mapping[str, Any], seeds) -> list[float]:
+    """:func:`gradient_statistic` of each seed of ``seeds``, the same floats, the ResNets redrawn where they can be
+    (:func:`_resnet`): what calibration runs."""
+    return [gradient_statistic(components, tol, int(seed), redraw=True) for seed in seeds]
+
+
 def training_statistics(components: Mapping[str, Any], tol: Mapping[str, Any], seeds) -> list[float]:
     """:func:`training_statistic` of each seed of ``seeds``, the same floats, each architecture's training traced
     once (:mod:`.training`): what calibration runs."""
@@ -184,7 +214,7 @@ def training_statistics(components: Mapping[str, Any], tol: Mapping[str, Any], s
 CHECKS = (
     Check(name="q2 first-layer gradient, ResNet vs plain (mean log10 ratio)", test="test_resnet_gradient",
           statistic=gradient_statistic, full="grad_log10_ratio_full", zero="grad_log10_ratio_zero",
-          reference=reference),
+          reference=reference, batched=gradient_statistics),
     Check(name="q2 mean final training loss of small ReLU ResNets", test="test_resnet_trains",
           statistic=training_statistic, full="train_loss_full", zero="train_loss_zero", reference=reference,
           batched=training_statistics),

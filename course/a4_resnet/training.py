@@ -75,13 +75,12 @@ def _traced(key: tuple, template: keras.Model, tol: Mapping[str, Any]):
                     trainable[i] = trainable[i] - (m[i] * alpha) / (tf.sqrt(v[i]) + eps)
             return tf.stack(losses)
 
-        if len(_TRACED) >= 4:
-            _TRACED.pop(next(iter(_TRACED)))
-        _TRACED[key] = train
+        grid._remember(_TRACED, key, train, 4)
     return _TRACED[key]
 
 
-def traced_losses(model: keras.Model, x: np.ndarray, y: np.ndarray, tol: Mapping[str, Any]) -> list[float] | None:
+def traced_losses(model: keras.Model, x: np.ndarray, y: np.ndarray, tol: Mapping[str, Any],
+                  weights: tuple[list, list] | None = None) -> list[float] | None:
     """The per-epoch losses of ``training_statistic``'s eager fit of ``model`` (its weights are not modified; the
     first net of an architecture is compiled and kept as its trace's template), or None where
     there is no trace to vouch for them (another backend; a net :func:`.grid._architecture` has no key for; a
@@ -95,6 +94,8 @@ def traced_losses(model: keras.Model, x: np.ndarray, y: np.ndarray, tol: Mapping
     y : numpy.ndarray, shape ``(n, 1)``, float32
     tol : mapping
         a4_resnet's tolerances (``train_lr``, ``train_steps``).
+    weights : (trainable values, non-trainable values), optional
+        The initial weights in place of ``model``'s own (:func:`.grid.redrawn`'s).
 
     Returns
     -------
@@ -106,8 +107,9 @@ def traced_losses(model: keras.Model, x: np.ndarray, y: np.ndarray, tol: Mapping
     import tensorflow as tf
 
     train = _traced((key, tol["train_lr"], tol["train_steps"]), model, tol)
+    if weights is None:
+        weights = ([w.value for w in model.trainable_variables], [w.value for w in model.non_trainable_variables])
     with grid._as_eager():
-        out = train([tf.convert_to_tensor(w.value) for w in model.trainable_variables],
-                    [tf.convert_to_tensor(w.value) for w in model.non_trainable_variables],
+        out = train([tf.convert_to_tensor(w) for w in weights[0]], [tf.convert_to_tensor(w) for w in weights[1]],
                     tf.convert_to_tensor(x), tf.convert_to_tensor(y))
     return [float(v) for v in np.asarray(out)]

@@ -79,20 +79,25 @@ def _stack(arrays: Sequence[np.ndarray]) -> np.ndarray:
     return np.stack([np.asarray(a) for a in arrays], axis=-1)
 
 
-def _dense(group: list, members: int):
+def _values(variables: list, values: list) -> list:
+    """Member k's value of ``variables[k]``: ``values[k][id(variable)]`` where given, else the variable's own."""
+    return [ops.convert_to_numpy(mine.get(id(v), v)) for v, mine in zip(variables, values)]
+
+
+def _dense(group: list, members: int, values: list):
     first = group[0]
     layer = EnsembleDense(first.units, members, activation=first.activation, use_bias=first.use_bias,
                           kernel_initializer="zeros", name=f"{first.name}_x{members}")
     def call(x, **kw):
         y = layer(x)
-        layer.kernel.assign(_stack([ops.convert_to_numpy(d.kernel) for d in group]))
+        layer.kernel.assign(_stack(_values([d.kernel for d in group], values)))
         if first.use_bias:
-            layer.bias.assign(_stack([ops.convert_to_numpy(d.bias) for d in group]))
+            layer.bias.assign(_stack(_values([d.bias for d in group], values)))
         return y
     return call
 
 
-def _batch_norm(group: list, members: int):
+def _batch_norm(group: list, members: int, values: list):
     first = group[0]
     if first.axis not in (-1, 1) or getattr(first, "renorm", False):
         raise NotStackable(f"BatchNormalization layer {first.name!r} normalises axis {first.axis}; only the "
@@ -103,26 +108,27 @@ def _batch_norm(group: list, members: int):
         y = layer(x, training=training)
         for mine, theirs in (("gamma", "gamma"), ("beta", "beta"), ("moving_mean", "moving_mean"),
                              ("moving_variance", "moving_variance")):
-            values = [getattr(b, theirs, None) for b in group]
-            if values[0] is not None:
-                getattr(layer, mine).assign(_stack([ops.convert_to_numpy(v) for v in values]))
+            variables = [getattr(b, theirs, None) for b in group]
+            if variables[0] is not None:
+                getattr(layer, mine).assign(_stack(_values(variables, values)))
         return y
     return call
 
 
-def _stacked_op(group: list, members: int):
-    """The member-axis version of the M corresponding operations ``group`` (one per model)."""
+def _stacked_op(group: list, members: int, values: list):
+    """The member-axis version of the M corresponding operations ``group`` (one per model); ``values``: per member,
+    ``id(variable) -> value`` in place of the variable's own."""
     first = group[0]
     kinds = {type(op) for op in group}
     if len(kinds) != 1:
         raise NotStackable(f"the models differ at {first.name!r}: {', '.join(sorted(k.__name__ for k in kinds))}")
     if isinstance(first, keras.Model):
-        sub = stack_models(group, name=f"{first.name}_x{members}")
+        sub = _stack_models(group, f"{first.name}_x{members}", values)
         return lambda *args, **kw: sub(*args, **{k: v for k, v in kw.items() if k == "training"})
     if isinstance(first, keras.layers.Dense):
-        return _dense(group, members)
+        return _dense(group, members, values)
     if isinstance(first, keras.layers.BatchNormalization):
-        return _batch_norm(group, members)
+        return _batch_norm(group, members, values)
     if isinstance(first, keras.layers.Add):
         return lambda xs, **kw: ops.sum(ops.stack(xs, axis=0), axis=0)
     if isinstance(first, _ELEMENTWISE):
@@ -133,14 +139,21 @@ def _stacked_op(group: list, members: int):
                        "are Dense, BatchNormalization, Activation/ReLU/LeakyReLU/ELU, Add and sub-models of them")
 
 
-def stack_models(models: Sequence[keras.Model], *, name: str = "stacked") -> keras.Model:
+def stack_models(models: Sequence[keras.Model], *, name: str = "stacked",
+                 weights: Sequence[tuple[list, list] | None] | None = None) -> keras.Model:
     """One functional model computing ``models[m]`` on member ``m``, with their current weights.
 
     Parameters
     ----------
     models : sequence of M keras.Model
         Functional or Sequential models of one architecture (same layers in the same order), each
-        with one input of shape ``(batch, d)`` made of the layers listed in the module docstring.
+        with one input of shape ``(batch, d)`` made of the layers listed in the module docstring. The same
+        model may come several times (with ``weights``: one net redrawn per seed).
+    name : str
+        The stacked model's name.
+    weights : sequence of M ``(trainable values, non-trainable values)`` or None, optional
+        Model m's weights in place of its own, in the order of its ``trainable_variables`` and
+        ``non_trainable_variables`` (as ``stateless_call`` takes them); None (or a None entry): its own.
 
     Returns
     -------
@@ -156,13 +169,28 @@ def stack_models(models: Sequence[keras.Model], *, name: str = "stacked") -> ker
     models = list(models)
     if not models:
         raise NotStackable("no models to stack")
+    weights = [None] * len(models) if weights is None else list(weights)
+    if len(weights) != len(models):
+        raise ValueError(f"weights has {len(weights)} entries for {len(models)} models")
+    for k, (mod, w) in enumerate(zip(models, weights)):
+        if w is not None and (len(w[0]), len(w[1])) != (len(mod.trainable_variables), len(mod.non_trainable_variables)):
+            raise ValueError(f"weights[{k}] has {len(w[0])} trainable and {len(w[1])} non-trainable values; model "
+                             f"{mod.name} has {len(mod.trainable_variables)} and {len(mod.non_trainable_variables)}")
+    values = [{} if w is None else {id(v): x for v, x in zip(mod.trainable_variables + mod.non_trainable_variables,
+                                                             [*w[0], *w[1]])}
+              for mod, w in zip(models, weights)]
+    return _stack_models(models, name, values)
+
+
+def _stack_models(models: list, name: str, values: list) -> keras.Model:
+    """:func:`stack_models` with each member's weights resolved to ``id(variable) -> value`` (``values``)."""
     m = len(models)
     if isinstance(models[0], keras.Sequential):
         d = models[0].inputs[0].shape[-1]
         inputs = keras.Input((d, m))
         x = inputs
         for group in zip(*(mod.layers for mod in models)):
-            x = _stacked_op(list(group), m)(x)
+            x = _stacked_op(list(group), m, values)(x)
         return keras.Model(inputs, x, name=name)
     ops_of = [list(mod.operations) for mod in models]
     if len({len(o) for o in ops_of}) != 1 or any(len(mod.inputs) != 1 or len(mod.outputs) != 1 for mod in models):
@@ -174,7 +202,7 @@ def stack_models(models: Sequence[keras.Model], *, name: str = "stacked") -> ker
     def stacked(op):
         i = where[id(op)]
         if i not in made:
-            made[i] = _stacked_op([o[i] for o in ops_of], m)
+            made[i] = _stacked_op([o[i] for o in ops_of], m, values)
         return made[i]
 
     outputs = models[0]._run_through_graph([inputs], operation_fn=stacked)  # Keras 3's graph walk
