@@ -22,7 +22,8 @@ ELSEWHERE = {("a1_clipping", "test_training_loop_matches_keras"): "tests/test_ba
              ("a3_dying_relu", "test_run_study_relu"): "tests/test_batched_a3.py",
              ("a3_dying_relu", "test_run_study_leaky"): "tests/test_batched_a3.py",
              ("a4_resnet", "test_resnet_learns_spirals"): "tests/test_a4_spirals.py",
-             ("a4_resnet", "test_resnet_trains"): "tests/test_batched_a4.py"}
+             ("a4_resnet", "test_resnet_trains"): "tests/test_batched_a4.py",
+             ("a4_resnet", "test_resnet_gradient"): "tests/test_batched_a4.py"}
 
 
 def _tol(name: str) -> dict:

@@ -129,8 +129,7 @@ def first_layer_gradient(model: keras.Model, X: np.ndarray, Y: np.ndarray,
 
 # --------------------------------------------------------------------------- statistics
 
-def gradient_statistic(components: Mapping[str, Any], tol: Mapping[str, Any], seed: int, *,
-                       redraw: bool = False) -> float:
+def gradient_statistic(components: Mapping[str, Any], tol: Mapping[str, Any], seed: int) -> float:
     """Mean over ``grad_seeds`` model pairs of ``log10(|g_resnet| / |g_plain|)`` at the first layer.
 
     Pair ``k`` (model seed ``seed + k * seed_stride``): the student's
@@ -139,13 +138,17 @@ def gradient_statistic(components: Mapping[str, Any], tol: Mapping[str, Any], se
     activation and initializer; both get the gradient of the BCE on the spirals drawn with ``seed``
     (:func:`first_layer_gradient`).
 
-    ``redraw``: the ResNets redrawn, not built, where that gives the same floats (:func:`_resnet`).
-
     Returns
     -------
     float
         The mean log10 ratio; larger is better (a ResNet's gradient reaches the input).
     """
+    return _gradient_ratio(components, tol, seed, redraw=False)
+
+
+def _gradient_ratio(components: Mapping[str, Any], tol: Mapping[str, Any], seed: int, *, redraw: bool) -> float:
+    """:func:`gradient_statistic`; with ``redraw``, the ResNets redrawn, not built, where that gives the same floats
+    (:func:`_resnet`)."""
     def log10_ratio(X, Y, s: int) -> float:
         res, drawn = _resnet(components, tol, (tol["grad_blocks"], tol["grad_width"], 2, 1), s, redraw=redraw,
                              activation=tol["grad_activation"], initializer=tol["grad_initializer"])
@@ -201,7 +204,7 @@ def training_statistic(components: Mapping[str, Any], tol: Mapping[str, Any], se
 def gradient_statistics(components: Mapping[str, Any], tol: Mapping[str, Any], seeds) -> list[float]:
     """:func:`gradient_statistic` of each seed of ``seeds``, the same floats, the ResNets redrawn where they can be
     (:func:`_resnet`): what calibration runs."""
-    return [gradient_statistic(components, tol, int(seed), redraw=True) for seed in seeds]
+    return [_gradient_ratio(components, tol, int(seed), redraw=True) for seed in seeds]
 
 
 def training_statistics(components: Mapping[str, Any], tol: Mapping[str, Any], seeds) -> list[float]:
