@@ -32,8 +32,8 @@ from gradkit._ensemble_layers import derive_seed
 from gradkit.activations import ACTIVATIONS
 from gradkit.initializers import reseeded
 
-__all__ = ["NETS", "kernel_gradient_norms", "redrawn", "seeded_net", "grid_norms", "grid_summary", "grid_margin",
-           "reference"]
+__all__ = ["NETS", "kernel_gradient_norms", "own_weights", "redrawn", "seeded_net", "grid_norms", "grid_summary",
+           "grid_margin", "reference"]
 
 #: the notebook's names (keys of its ``digit_nets``) of seed 001's four networks
 NETS = ("plain", "BN only", "skips only", "skips + BN (the lab's)")
@@ -155,8 +155,7 @@ def kernel_gradient_norms(model: keras.Model, x: np.ndarray, y: np.ndarray, loss
     import tensorflow as tf
 
     grads = _traced((key, loss), model, loss)
-    if weights is None:
-        weights = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
+    weights = own_weights(model) if weights is None else weights
     with _as_eager():
         out = grads([tf.convert_to_tensor(w) for w in weights[0]], [tf.convert_to_tensor(w) for w in weights[1]],
                     tf.convert_to_tensor(x), tf.convert_to_tensor(y))
@@ -169,6 +168,11 @@ _TEMPLATE_SEED = 0
 #: key -> (template net, per variable its initializer and seed offset, or None: build each net); the oldest goes
 #: beyond 8
 _TEMPLATES: dict[Hashable, tuple[keras.Model, list | None]] = {}
+
+
+def own_weights(model: keras.Model) -> tuple[list, list]:
+    """``model``'s current weights as :func:`redrawn` gives a net's: (trainable values, non-trainable values)."""
+    return [v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables]
 
 
 def _remember(cache: dict, key: Hashable, value: Any, size: int) -> Any:

@@ -16,6 +16,7 @@ epoch's loss is the loss tracker's mean over the batch, ``(loss * n) / n``.
 """
 from __future__ import annotations
 
+import weakref
 from typing import Any, Mapping
 
 import keras
@@ -27,6 +28,8 @@ __all__ = ["optimizer", "traced_losses"]
 
 #: architecture key -> traced training of the first net of that architecture; the oldest goes beyond 4
 _TRACED: dict[tuple, Any] = {}
+#: net -> :func:`_plain` of it, for a template fed again and again (:func:`.grid.redrawn`)
+_PLAIN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def optimizer(tol: Mapping[str, Any]) -> keras.optimizers.Adam:
@@ -37,6 +40,13 @@ def optimizer(tol: Mapping[str, Any]) -> keras.optimizers.Adam:
 def _plain(model: keras.Model) -> bool:
     """Whether the traced steps are the whole of ``fit``'s for ``model``: float32 weights, and no layer with a
     regularizer (its penalty would be read from the template's weights) or a constraint (applied after each step)."""
+    if model not in _PLAIN:
+        _PLAIN[model] = _unregularised(model)
+    return _PLAIN[model]
+
+
+def _unregularised(model: keras.Model) -> bool:
+    """:func:`_plain`, computed."""
     return all(str(w.dtype) == "float32" for w in model.weights) and not any(
         value is not None for layer in model.layers for key, value in layer.get_config().items()
         if key.endswith(("_regularizer", "_constraint")))
@@ -107,8 +117,7 @@ def traced_losses(model: keras.Model, x: np.ndarray, y: np.ndarray, tol: Mapping
     import tensorflow as tf
 
     train = _traced((key, tol["train_lr"], tol["train_steps"]), model, tol)
-    if weights is None:
-        weights = ([w.value for w in model.trainable_variables], [w.value for w in model.non_trainable_variables])
+    weights = grid.own_weights(model) if weights is None else weights
     with grid._as_eager():
         out = train([tf.convert_to_tensor(w) for w in weights[0]], [tf.convert_to_tensor(w) for w in weights[1]],
                     tf.convert_to_tensor(x), tf.convert_to_tensor(y))
