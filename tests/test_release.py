@@ -11,17 +11,12 @@ import pytest
 
 import gradkit
 from _toy import TOY_COURSE, TOY_MASTER, copy_tree, make_tree, release_tree, released_toy
+from gradkit_tools.bundle import RUNTIME_PACKAGES, runtime_sources
 from gradkit_tools.cli import main
 from gradkit_tools.course import ConfigError, assignment, tolerances
-from gradkit_tools.release import (
-    RUNTIME_PACKAGES,
-    ReleaseError,
-    StaleReleaseError,
-    bake_tolerances,
-    runtime_sources,
-    student_wheel,
-)
+from gradkit_tools.release import ReleaseError, StaleReleaseError, bake_tolerances
 from gradkit_tools.scan import master_secrets, scan_release
+from gradkit_tools.wheel import student_wheel
 
 ROOT = Path(__file__).resolve().parents[1]
 

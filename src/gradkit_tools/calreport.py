@@ -14,6 +14,8 @@ import numpy as np
 
 from gradkit_grader.statistic import Check
 
+__all__ = ["DEFAULT_BUDGET", "MIN_POWER", "CheckReport", "summarize", "format_reports"]
+
 DEFAULT_BUDGET = 1e-4  # false-fail probability per evaluation, at most
 MIN_POWER = 0.99  # each wrong answer must fail the full-credit bound with at least this probability
 

@@ -27,7 +27,6 @@ writing: CI runs ``gradkit release --check``.
 """
 from __future__ import annotations
 
-import importlib
 import json
 import re
 import shutil
@@ -44,15 +43,16 @@ import yaml
 
 from gradkit_grader.harness import FORBIDDEN_FILE
 from gradkit_tools import reproducible
+from gradkit_tools.bundle import RUN_GRADKIT, RUNTIME_PACKAGES, runtime_requirements, runtime_sources, zip_questions
 from gradkit_tools.course import Assignment, ConfigError, find_course, forbidden, tolerances
 from gradkit_tools.course import assignments as course_assignments
 from gradkit_tools.master import MasterError, config_cell
 from gradkit_tools.scan import scan_release
 from gradkit_tools.tamper import to_python
-from gradkit_tools.wheel import build_wheel, student_requirements
+from gradkit_tools.wheel import student_wheel, wheel_banner
 
-__all__ = ["ReleaseError", "StaleReleaseError", "Released", "release", "bake_tolerances", "runtime_sources",
-           "RUNTIME_PACKAGES", "student_wheel", "BANNER_FILE", "MANIFEST_FILE", "ZIP_FILE", "SOLUTION_FILE"]
+__all__ = ["ReleaseError", "StaleReleaseError", "Released", "release", "bake_tolerances", "BANNER_FILE",
+           "MANIFEST_FILE", "ZIP_FILE", "SOLUTION_FILE"]
 
 BANNER_FILE = "GENERATED.md"
 MANIFEST_FILE = "manifest.json"
@@ -61,10 +61,6 @@ SOLUTION_FILE = "solution.ipynb"
 #: Grading-image Python when a master does not set ``python_version`` (otter's
 #: own default is 3.13); the version gradkit is developed and tested with.
 DEFAULT_PYTHON = "3.11"
-#: Packages shipped in every autograder zip: what the hidden tests import. The tool chain
-#: (``gradkit_tools``) is a package of its own and never ships.
-RUNTIME_PACKAGES = ("gradkit", "gradkit_grader")
-
 _TOL_CALL = re.compile(r"""\b(?:gradkit_tools\.course\.)?tolerances\(\s*(['"])([^'"\\]+)\1\s*\)""")
 _TOL_IMPORT = re.compile(r"^[ \t]*from[ \t]+gradkit_tools\.course[ \t]+import[ \t]+tolerances[ \t]*(?:#.*)?\n?",
                          re.MULTILINE)
@@ -126,43 +122,6 @@ def bake_tolerances(nb: Any, course: str | Path | None = None, *, where: str = "
     return count
 
 
-def _package_files(package: str) -> dict[str, bytes]:
-    """``{path/inside/package.py: bytes}`` of an importable package's sources (no caches)."""
-    root = Path(importlib.import_module(package).__file__).resolve().parent
-    return {f"{package}/{p.relative_to(root).as_posix()}": p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.suffix in (".py", ".typed") and "__pycache__" not in p.parts}
-
-
-def runtime_sources(assignment: Assignment) -> dict[str, bytes]:
-    """What an autograder zip of ``assignment`` carries of the kit: ``{path: bytes}``.
-
-    Every source of the :data:`RUNTIME_PACKAGES` (a whole package: what belongs to it is decided
-    by where the file lives, not by a list), and the assignment's own modules (``statistics.py``,
-    ``reference.py``: :attr:`Assignment.grader_modules`) as ``gradkit_grader/course/<name>/``; no
-    other assignment's.
-    """
-    files: dict[str, bytes] = {}
-    for package in RUNTIME_PACKAGES:
-        files.update(_package_files(package))
-    for module in assignment.grader_modules:
-        files[f"gradkit_grader/course/{assignment.name}/{module.name}"] = module.read_bytes()
-    return dict(sorted(files.items()))
-
-
-def runtime_requirements() -> list[str]:
-    """gradkit's dependencies (pyproject.toml next to the sources, else the installed metadata), minus otter."""
-    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
-    try:
-        import tomllib  # Python >= 3.11
-
-        deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
-    except (ImportError, OSError):  # pragma: no cover - Python 3.10, or installed from a wheel
-        from importlib.metadata import requires
-
-        deps = [r for r in requires("gradkit") or [] if "extra ==" not in r]
-    return [d for d in deps if not re.match(r"otter[-_]grader\b", d)]
-
-
 def _prepare(assignment: Assignment, work: Path, course: Path) -> Path:
     """Copy the master (and the files its config lists) into ``work``, make the copy releasable;
     return its path."""
@@ -218,27 +177,6 @@ def _run_assign(master: Path, result: Path) -> None:
                            f"its test run must give the solution full marks:\n{tail}")
 
 
-#: what the zip's ``run_autograder`` runs in place of otter's ``run_otter.py``: gradkit's harness, so that
-#: Gradescope and ``otter grade`` grade as ``gradkit grade`` does
-RUN_GRADKIT = b'''"""Grade the submission with gradkit's harness (written by `gradkit release`).
-
-Run as ``python /autograder/source/run_gradkit.py``: the autograder's root is the folder above the
-one this file is in (``/autograder`` on Gradescope). Hidden tests run in this process; the
-student's notebook runs in a kernel of its own.
-"""
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "source" / "files"))
-
-from gradkit_grader.harness import gradescope  # noqa: E402
-
-if __name__ == "__main__":
-    sys.exit(gradescope(str(ROOT)))
-'''
-
-
 def _run_harness(entries: dict[str, bytes]) -> dict[str, bytes]:
     """otter's zip entries with ``run_autograder`` running :data:`RUN_GRADKIT` instead of ``run_otter.py``."""
     script = entries.get("run_autograder", b"")
@@ -251,44 +189,11 @@ def _run_harness(entries: dict[str, bytes]) -> dict[str, bytes]:
     return dict(sorted(out.items()))
 
 
-def _questions(zip_entries: dict[str, bytes], tmp: Path) -> dict[str, float]:
-    """Points possible per question, read with otter's own test-file loader."""
-    from otter.test_files import ExceptionTestFile, OKTestFile
-
-    out = {}
-    for entry in sorted(e for e in zip_entries if re.fullmatch(r"tests/[^/]+\.py", e)):
-        path = tmp / Path(entry).name
-        path.write_bytes(zip_entries[entry])
-        env: dict[str, Any] = {}
-        exec(compile(zip_entries[entry], entry, "exec"), env)  # our own generated test file
-        tf = (OKTestFile if env.get("OK_FORMAT") else ExceptionTestFile).from_file(str(path))
-        out[tf.name] = float(tf.possible)
-    return out
-
-
 def _banner(source: str, what: str) -> str:
     return (f"# Generated files: do not edit by hand\n\n"
             f"This folder ({what}) is generated by `gradkit release` from `{source}`.\n"
             f"Edit the master notebook (or its tolerances.yml) and run `gradkit release`;\n"
             f"CI runs `gradkit release --check` and fails when this folder is stale.\n")
-
-
-def student_wheel(out_dir: Path) -> Path:
-    """Build the student package's wheel (``gradkit`` only, its imports' requirements) into ``out_dir``."""
-    import gradkit
-
-    package = Path(gradkit.__file__).resolve().parent
-    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
-    return build_wheel(package, out_dir, version=gradkit.__version__,
-                       requires=student_requirements(package, pyproject))
-
-
-def _wheel_banner(wheel: str) -> str:
-    return ("# Generated files: do not edit by hand\n\n"
-            f"`{wheel}` is the student package, built from `src/gradkit/` (the notebooks' library and the\n"
-            "guards of their public tests; no answers, no hidden tests, no tool chain). Students install it\n"
-            f"into the Python their Jupyter runs: `pip install {wheel}`. Each folder here is one\n"
-            "assignment's student release, with a banner of its own.\n")
 
 
 def _release_one(assignment: Assignment, assignments: Path, autograder: Path, course: Path, tmp: Path) -> Released:
@@ -316,7 +221,7 @@ def _release_one(assignment: Assignment, assignments: Path, autograder: Path, co
     entries = _run_harness(reproducible.read_zip(zips[0]))
     entries[FORBIDDEN_FILE] = (json.dumps(forbidden(name, course), indent=1, sort_keys=True) + "\n").encode()
     entries = dict(sorted(entries.items()))
-    questions = _questions(entries, tmp)
+    questions = zip_questions(entries, tmp)
     ag = autograder / name
     ag.mkdir(parents=True, exist_ok=True)
     reproducible.write_zip(entries, ag / ZIP_FILE)
@@ -391,7 +296,7 @@ def release(course: str | Path | None = None, assignments: str | Path = "assignm
             else (tmp / "stage" / assignments.name, tmp / "stage" / autograder.name)
         done = [_release_one(a, out_a, out_g, course, tmp) for a in chosen]
         wheel = student_wheel(out_a)
-        (out_a / BANNER_FILE).write_text(_wheel_banner(wheel.name))
+        (out_a / BANNER_FILE).write_text(wheel_banner(wheel.name))
         if check:
             diffs: list[str] = []
             for f in (wheel.name, BANNER_FILE):

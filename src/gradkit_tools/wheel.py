@@ -28,7 +28,7 @@ from typing import Iterable, Sequence
 
 from gradkit_tools.reproducible import zip_info
 
-__all__ = ["build_wheel", "student_requirements"]
+__all__ = ["build_wheel", "student_requirements", "student_wheel", "wheel_banner"]
 
 #: The one tag the student package has: pure Python 3.
 TAG = "py3-none-any"
@@ -184,3 +184,22 @@ def build_wheel(package_dir: str | Path, out_dir: str | Path, *, version: str, r
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def student_wheel(out_dir: Path) -> Path:
+    """Build the student package's wheel (``gradkit`` only, its imports' requirements) into ``out_dir``."""
+    import gradkit
+
+    package = Path(gradkit.__file__).resolve().parent
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    return build_wheel(package, out_dir, version=gradkit.__version__,
+                       requires=student_requirements(package, pyproject))
+
+
+def wheel_banner(wheel: str) -> str:
+    """The banner of the student releases' folder, which holds the wheel ``wheel``."""
+    return ("# Generated files: do not edit by hand\n\n"
+            f"`{wheel}` is the student package, built from `src/gradkit/` (the notebooks' library and the\n"
+            "guards of their public tests; no answers, no hidden tests, no tool chain). Students install it\n"
+            f"into the Python their Jupyter runs: `pip install {wheel}`. Each folder here is one\n"
+            "assignment's student release, with a banner of its own.\n")
