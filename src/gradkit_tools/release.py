@@ -8,7 +8,7 @@ For every assignment folder ``course/<name>/`` (:mod:`gradkit_tools.course`) rel
    the ASSIGNMENT CONFIG what the autograder needs to be self-contained: the packages
    ``gradkit`` (student side) and ``gradkit_grader`` (hidden-test runtime) with this
    assignment's modules (``statistics.py``, ``reference.py``) under ``gradkit_grader/course/<name>/``, as
-   ``autograder_files`` folders, and their dependencies as ``requirements``;
+   ``autograder_files`` folders, and their dependencies as ``requirements`` (:mod:`gradkit_tools.bundle`);
 2. runs the real ``otter assign`` with its test run on (it grades the solution
    with the new autograder and must score full marks);
 3. normalises the output so that a re-run is byte-identical, writes
