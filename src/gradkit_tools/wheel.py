@@ -2,8 +2,9 @@
 
 Students install the kit's student package with ``pip install gradkit-<version>-py3-none-any.whl``;
 the grader and the tool chain (``gradkit_grader``, ``gradkit_tools``) never go into it.
-``gradkit release`` builds the wheel with :func:`build_wheel`, its ``Requires-Dist`` lines coming
-from :func:`student_requirements` (the project's dependencies that the student package imports).
+``gradkit release`` builds the wheel with :func:`student_wheel` (:func:`build_wheel` on ``src/gradkit``), its
+``Requires-Dist`` lines coming from :func:`student_requirements` (the project's dependencies that the student
+package imports), and writes :func:`wheel_banner` next to it.
 
 The wheel is written by hand rather than by a build backend so that two builds of the same sources
 are byte-identical, wherever the sources lie: entries sorted by name (the ``.dist-info`` files after
