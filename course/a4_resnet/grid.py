@@ -32,8 +32,8 @@ from gradkit._ensemble_layers import derive_seed
 from gradkit.activations import ACTIVATIONS
 from gradkit.initializers import reseeded
 
-__all__ = ["NETS", "kernel_gradient_norms", "own_weights", "redrawn", "seeded_net", "grid_norms", "grid_summary",
-           "grid_margin", "reference"]
+__all__ = ["NETS", "kernel_gradient_norms", "redrawn", "seeded_net", "grid_norms", "grid_summary", "grid_margin",
+           "reference"]
 
 #: the notebook's names (keys of its ``digit_nets``) of seed 001's four networks
 NETS = ("plain", "BN only", "skips only", "skips + BN (the lab's)")
@@ -152,13 +152,7 @@ def kernel_gradient_norms(model: keras.Model, x: np.ndarray, y: np.ndarray, loss
         if weights is not None:
             raise ValueError(f"weights= needs a net with a traced gradient; {model.name} has none")
         return diagnostics.gradient_norms(model, x, y, loss, training=True)
-    import tensorflow as tf
-
-    grads = _traced((key, loss), model, loss)
-    weights = own_weights(model) if weights is None else weights
-    with _as_eager():
-        out = grads([tf.convert_to_tensor(w) for w in weights[0]], [tf.convert_to_tensor(w) for w in weights[1]],
-                    tf.convert_to_tensor(x), tf.convert_to_tensor(y))
+    out = _run_traced(_traced((key, loss), model, loss), model, weights, x, y)
     return {k: float(np.linalg.norm(np.asarray(g).astype(np.float64).ravel()))
             for k, g in zip(variable_keys(kernel_variables(model)), out)}
 
@@ -170,9 +164,17 @@ _TEMPLATE_SEED = 0
 _TEMPLATES: dict[Hashable, tuple[keras.Model, list | None]] = {}
 
 
-def own_weights(model: keras.Model) -> tuple[list, list]:
-    """``model``'s current weights as :func:`redrawn` gives a net's: (trainable values, non-trainable values)."""
-    return [v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables]
+def _run_traced(fn: Callable, model: keras.Model, weights: tuple[list, list] | None, x: np.ndarray,
+                y: np.ndarray) -> Any:
+    """``fn(trainable values, non-trainable values, x, y)`` of a function traced for ``model``'s architecture, fed
+    ``weights`` (:func:`redrawn`'s) or, when None, ``model``'s own, run op by op as eager code (:func:`_as_eager`)."""
+    import tensorflow as tf
+
+    if weights is None:
+        weights = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
+    with _as_eager():
+        return fn([tf.convert_to_tensor(w) for w in weights[0]], [tf.convert_to_tensor(w) for w in weights[1]],
+                  tf.convert_to_tensor(x), tf.convert_to_tensor(y))
 
 
 def _remember(cache: dict, key: Hashable, value: Any, size: int) -> Any:

@@ -114,11 +114,5 @@ def traced_losses(model: keras.Model, x: np.ndarray, y: np.ndarray, tol: Mapping
     key = grid._architecture(model) if keras.backend.backend() == "tensorflow" and _plain(model) else None
     if key is None:
         return None
-    import tensorflow as tf
-
-    train = _traced((key, tol["train_lr"], tol["train_steps"]), model, tol)
-    weights = grid.own_weights(model) if weights is None else weights
-    with grid._as_eager():
-        out = train([tf.convert_to_tensor(w) for w in weights[0]], [tf.convert_to_tensor(w) for w in weights[1]],
-                    tf.convert_to_tensor(x), tf.convert_to_tensor(y))
+    out = grid._run_traced(_traced((key, tol["train_lr"], tol["train_steps"]), model, tol), model, weights, x, y)
     return [float(v) for v in np.asarray(out)]
