@@ -69,9 +69,10 @@ def test_direction_power_and_failures_count():
     upper = _check("mean_max")
     rep = summarize(upper, "toy", TOL, run_check(upper, TOL, range(50)), seconds=0.0)
     assert not rep.larger_is_better and rep.margin_sd > 3
-    from gradkit_tools.calibrate import _power
+    from gradkit_tools.calreport import power_entry
 
-    power = _power(_check(), TOL, range(50), WRONG)["shifted"]  # mean -1 vs bound -0.4: 6 sd below
+    lower = _check()
+    power = power_entry(lower, TOL, run_check(lower, TOL, range(50), components=WRONG["shifted"]))  # 6 sd below
     assert power["fails"] == 50 and power["fail_prob"] > 0.99
 
     def crashes(components, tol, seed):
@@ -202,15 +203,17 @@ def test_notes_section_follows_an_edit_of_the_calibration(tmp_path):
     assert f"{doc['checks'][key]['mean']:.4g}" in calnotes.render(doc)
 
 
-def test_calibrating_one_test_keeps_the_others_and_reproduces_it(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_calibrating_one_test_keeps_the_others_and_reproduces_it(tmp_path, workers):
     """`gradkit calibrate a2_init --only test_lecun_normal_distribution` (a new or changed test calibrated
     alone, at the stored file's seeds) gives back the committed runs of that test bit for bit, keeps every
-    other test's stored runs, and writes the committed file byte for byte (it holds no timings)."""
+    other test's stored runs, and writes the committed file byte for byte (it holds no timings); in one
+    process and, as `--jobs 2`, with the seeds and power runs split over two spawned processes."""
     from gradkit_tools.calibrate import calibrate
 
     committed = COURSE / "a2_init" / "calibration.json"
     out = tmp_path / "only.json"
-    calibrate("a2_init", out=out, only=["test_lecun_normal_distribution"], progress=False)
+    calibrate("a2_init", out=out, only=["test_lecun_normal_distribution"], progress=False, workers=workers)
     old, new = json.loads(committed.read_text()), json.loads(out.read_text())
     assert old.keys() == new.keys() and old["checks"].keys() == new["checks"].keys()
     for key, entry in old["checks"].items():

@@ -125,10 +125,11 @@ def test_run_checks_calls_batched_in_chunks_and_falls_back_seed_by_seed():
 
 
 def test_sweep_processes_and_shards_batch_within_their_seeds(monkeypatch):
-    """`sweep` and the worker of processes and shards (`_chunk`) give the circles check its seeds in chunks of
+    """`sweep` and the worker of processes and shards (`run_slice`) give the circles check its seeds in chunks of
     ``batch_runs``, each slice of seeds on its own."""
     from gradkit_grader.course.a2_init import circles
-    from gradkit_tools.calibrate import _chunk, sweep
+    from gradkit_tools.calibrate import sweep
+    from gradkit_tools.calruns import run_slice
 
     sizes: list = []
     train = circles.train_nets
@@ -143,7 +144,7 @@ def test_sweep_processes_and_shards_batch_within_their_seeds(monkeypatch):
     assert sizes == [3, 2] and len(rep.values) == 5
     sizes.clear()
     seeds = spread_seeds(5, 1)
-    values, _, wrong = _chunk(("a2_init", tol, seeds[:3], [], None, [test], 2))
+    values, _, wrong = run_slice(("a2_init", tol, seeds[:3], [], None, [test], 2))
     assert sizes == [2, 1] and values[0] == rep.values[:3] and wrong == []
 
 

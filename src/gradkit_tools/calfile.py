@@ -4,14 +4,11 @@ What :mod:`gradkit_tools.calibrate` does to a calibration file once the runs are
 (``gradkit calibrate --refit``), :func:`repower` (``--power-only``), :func:`calibration_problems`
 (what the tests demand of the committed file), and the sharded calibration of a cluster:
 :func:`calibrate_shard` (``gradkit calibrate NAME --shard K/N -o part.json``) runs the seeds of slice K
-of N -- the slice :func:`gradkit_tools.calibrate._in_processes` gives its K-th process -- and
+of N -- the slice :func:`gradkit_tools.calruns.in_processes` gives its K-th process -- and
 :func:`merge_shards` (``gradkit calibrate NAME --merge part*.json``) joins the parts in seed order and
 writes what one process would, byte for byte. The file holds no timings (time measured while running
 differs in every run); ``seconds`` of a :class:`CheckReport` is that run's, printed by
 :func:`gradkit_tools.calreport.format_reports`, and NaN for a report refitted from the file.
-
-This module imports :mod:`gradkit_tools.calibrate` inside its functions only (that module imports
-this one at its top and re-exports these names).
 """
 from __future__ import annotations
 
@@ -23,7 +20,17 @@ from typing import Any, Collection, Mapping, Sequence
 import numpy as np
 
 from gradkit_grader.statistic import Check
-from gradkit_tools.calreport import CheckReport
+from gradkit_tools.calchecks import budgets, checks_of, selected, wrong_answers
+from gradkit_tools.calreport import (
+    MIN_CALIBRATION_RUNS,
+    MIN_POWER,
+    CheckReport,
+    budget_share,
+    power_entry,
+    reports_of,
+    summarize,
+)
+from gradkit_tools.calruns import run_checks, run_slice, slice_of, spread_seeds
 
 __all__ = ["refit", "repower", "calibration_problems", "calibrate_shard", "merge_shards", "SHARD_KIND"]
 
@@ -33,8 +40,6 @@ SHARD_KIND = "gradkit calibrate --shard"  # the "kind" of a shard's file; merge_
 def _stored_report(check: Check, doc: Mapping, tol: Mapping[str, Any], declared: Mapping, all_checks: Sequence[Check],
                    name: str) -> CheckReport:
     """``check``'s summary refitted from the runs stored in the calibration file ``doc`` (power kept)."""
-    from gradkit_tools.calibrate import _budget_share, summarize
-
     key = f"{check.test}:{check.name}"
     if key not in doc["checks"]:
         raise ValueError(f"{name}'s calibration file has no runs of {key}: calibrate {check.test} too")
@@ -42,7 +47,7 @@ def _stored_report(check: Check, doc: Mapping, tol: Mapping[str, Any], declared:
     if len(old["values"]) != old["runs"]:
         raise ValueError(f"{name}: {check.test} stores {len(old['values'])} of its {old['runs']} runs; "
                          f"run `gradkit calibrate {name}` again")
-    share = _budget_share(declared[check.test]["budget"], check, all_checks)
+    share = budget_share(declared[check.test]["budget"], check, all_checks)
     rep = summarize(check, name, tol, np.asarray(old["values"], dtype=float), float("nan"), share)
     rep.method, rep.power = declared[check.test]["method"], old["power"]
     return rep
@@ -51,7 +56,6 @@ def _stored_report(check: Check, doc: Mapping, tol: Mapping[str, Any], declared:
 def refit(name: str, path: str | Path | None = None, *, out: str | Path | None = None) -> list[CheckReport]:
     """Summaries of a calibration file's stored runs recomputed with the current bounds, budgets and tail
     fits (no new runs; ``gradkit calibrate --refit``). The power entries are kept as they are."""
-    from gradkit_tools.calibrate import budgets, checks_of
     from gradkit_tools.course import assignment, tolerances
 
     path = Path(path) if path is not None else assignment(name).calibration_file
@@ -69,7 +73,6 @@ def repower(name: str, path: str | Path | None = None, *, power_runs: int = 30, 
     (``gradkit calibrate --power-only``: after a wrong answer was added to answers.yml)."""
     from tqdm import tqdm
 
-    from gradkit_tools.calibrate import _power_entry, run_checks, spread_seeds, wrong_answers
     from gradkit_tools.course import assignment, tolerances
 
     path = Path(path) if path is not None else assignment(name).calibration_file
@@ -80,7 +83,7 @@ def repower(name: str, path: str | Path | None = None, *, power_runs: int = 30, 
         values, _ = run_checks([(c, comps) for c, _, comps in wrong], tol, seeds, progress=bar.update)
     reports = refit(name, path, out=out)
     for rep in reports:
-        rep.power = {label: _power_entry(c, tol, v) for (c, label, _), v in zip(wrong, values)
+        rep.power = {label: power_entry(c, tol, v) for (c, label, _), v in zip(wrong, values)
                      if f"{c.test}:{c.name}" == f"{rep.test}:{rep.name}"}
     _write(Path(out) if out is not None else path, name, doc["runs"], doc["first_seed"], reports)
     return reports
@@ -112,14 +115,6 @@ def calibration_problems(name: str, course: str | Path | None = None, path: str 
     false fail, the fitted tail of an empirical bound within the test's share of its budget, and every
     wrong answer of the check failing the full-credit bound with probability >= 0.99.
     """
-    from gradkit_tools.calibrate import (
-        MIN_CALIBRATION_RUNS,
-        MIN_POWER,
-        _budget_share,
-        budgets,
-        checks_of,
-        wrong_answers,
-    )
     from gradkit_tools.course import assignment, tolerances
 
     path = Path(path) if path is not None else assignment(name, course).calibration_file
@@ -134,7 +129,7 @@ def calibration_problems(name: str, course: str | Path | None = None, path: str 
         if rep is None:
             problems.append(f"{key}: not in {path.name}")
             continue
-        share = _budget_share(declared[check.test]["budget"], check, all_checks)
+        share = budget_share(declared[check.test]["budget"], check, all_checks)
         if rep["runs"] < MIN_CALIBRATION_RUNS:
             problems.append(f"{key}: {rep['runs']} runs < {MIN_CALIBRATION_RUNS}")
         if rep["bound"] != float(tol[check.full]) or rep["zero"] != (float(tol[check.zero]) if check.zero else None):
@@ -165,7 +160,6 @@ def _keep_stored(name: str, reports: list[CheckReport], stored: Mapping | None) 
     refitted from the stored calibration file ``stored`` (``reports`` as they are when None)."""
     if stored is None:
         return reports
-    from gradkit_tools.calibrate import budgets, checks_of
     from gradkit_tools.course import tolerances
 
     fresh = {f"{r.test}:{r.name}": r for r in reports}
@@ -178,7 +172,6 @@ def _plan(name: str, runs: int, first_seed: int, power_runs: int, only: Collecti
     """What ``calibrate(name, runs, ...)`` runs: its settings (``only``: the stored file's runs and
     first seed), checks, wrong answers, seeds and power seeds, as :func:`gradkit_tools.calibrate.sweep`
     draws them."""
-    from gradkit_tools.calibrate import MIN_CALIBRATION_RUNS, _selected, checks_of, spread_seeds, wrong_answers
     from gradkit_tools.course import assignment, tolerances
 
     if runs < MIN_CALIBRATION_RUNS:
@@ -187,7 +180,7 @@ def _plan(name: str, runs: int, first_seed: int, power_runs: int, only: Collecti
     if stored is not None:
         runs, first_seed = stored["runs"], stored["first_seed"]
     all_checks = checks_of(name)
-    checks = _selected(all_checks, only)
+    checks = selected(all_checks, only)
     wrong = [w for w in wrong_answers(name) if only is None or w[0].test in only] if power_runs else []
     seeds = spread_seeds(runs, first_seed)
     return {"runs": runs, "first_seed": first_seed, "stored": stored, "tol": tolerances(name),
@@ -212,12 +205,11 @@ def calibrate_shard(name: str, shard: str | Sequence[int], out: str | Path, runs
     :func:`merge_shards`: the reference runs of the K-th of N contiguous slices of its seeds and the
     wrong answers' runs of the K-th slice of its power seeds (the arguments mean what they mean to
     :func:`gradkit_tools.calibrate.calibrate`; ``runs`` >= 300)."""
-    from gradkit_tools.calibrate import _chunk, _part
 
     k, n = _shard(shard)
     plan = _plan(name, runs, first_seed, power_runs, only)
-    seeds, power_seeds = _part(plan["seeds"], k - 1, n), _part(plan["power_seeds"], k - 1, n)
-    values, seconds, wrong_values = _chunk((name, dict(plan["tol"]), seeds, power_seeds, None, only))
+    seeds, power_seeds = slice_of(plan["seeds"], k - 1, n), slice_of(plan["power_seeds"], k - 1, n)
+    values, seconds, wrong_values = run_slice((name, dict(plan["tol"]), seeds, power_seeds, None, only))
     doc = {"kind": SHARD_KIND, "assignment": name, "shard": [k, n], "runs": plan["runs"],
            "first_seed": plan["first_seed"], "power_runs": power_runs, "budget": budget,
            "only": sorted(only) if only is not None else None,
@@ -246,7 +238,6 @@ def merge_shards(parts: Sequence[str | Path], out: str | Path | None = None, *,
         ``name`` is not their assignment, or the course's checks, wrong answers or seeds are no longer
         those the shards ran.
     """
-    from gradkit_tools.calibrate import _reports, budgets
     from gradkit_tools.course import assignment
 
     docs: dict[int, dict] = {}
@@ -289,9 +280,9 @@ def merge_shards(parts: Sequence[str | Path], out: str | Path | None = None, *,
     seconds = [sum(d["seconds"][i] for d in ordered) for i in range(len(plan["checks"]))]
     wrong_values = [join("wrong_values", i) for i in range(len(plan["wrong"]))]
     budget = head["budget"]
-    reports = _reports(name, plan["tol"], plan["checks"], values, seconds, plan["wrong"], wrong_values,
-                       budget=budget, declared=budgets(name) if budget is None else {},
-                       all_checks=plan["all_checks"], power=bool(head["power_runs"]))
+    reports = reports_of(name, plan["tol"], plan["checks"], values, seconds, plan["wrong"], wrong_values,
+                         budget=budget, declared=budgets(name) if budget is None else {},
+                         all_checks=plan["all_checks"], power=bool(head["power_runs"]))
     reports = _keep_stored(name, reports, plan["stored"])
     path = Path(out) if out is not None else assignment(name).calibration_file
     _write(path, name, plan["runs"], plan["first_seed"], reports)

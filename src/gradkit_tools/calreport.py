@@ -14,10 +14,12 @@ import numpy as np
 
 from gradkit_grader.statistic import Check
 
-__all__ = ["DEFAULT_BUDGET", "MIN_POWER", "CheckReport", "summarize", "format_reports"]
+__all__ = ["DEFAULT_BUDGET", "MIN_POWER", "MIN_CALIBRATION_RUNS", "CheckReport", "summarize", "power_entry",
+           "budget_share", "reports_of", "format_reports"]
 
 DEFAULT_BUDGET = 1e-4  # false-fail probability per evaluation, at most
 MIN_POWER = 0.99  # each wrong answer must fail the full-credit bound with at least this probability
+MIN_CALIBRATION_RUNS = 300  # empirical bounds rest on >= 300 reference runs
 
 
 def _clopper_pearson_upper(k: int, n: int, level: float = 0.95) -> float:
@@ -120,7 +122,7 @@ def _skewnorm_tail(finite: np.ndarray, bound: float, larger: bool) -> float:
     return float(skewnorm.cdf(bound, a, loc, scale) if larger else skewnorm.sf(bound, a, loc, scale))
 
 
-def _power_entry(check: Check, tol: Mapping[str, Any], vals: np.ndarray) -> dict:
+def power_entry(check: Check, tol: Mapping[str, Any], vals: np.ndarray) -> dict:
     """How often a wrong answer's runs ``vals`` fail the full-credit bound: observed, and (smaller of
     the two) from a normal fitted to the finite runs (a NaN run is a failure)."""
     from scipy.stats import norm
@@ -135,6 +137,29 @@ def _power_entry(check: Check, tol: Mapping[str, Any], vals: np.ndarray) -> dict
         fitted = fails / len(vals)
     return {"runs": len(vals), "fails": fails, "fail_prob": min(fails / len(vals), fitted),
             "mean": float(np.mean(finite)) if finite.size else math.nan}
+
+
+def budget_share(budget: float, check: Check, all_checks: Sequence[Check]) -> float:
+    """A test with several statistics fails when any of them does: each gets an equal share of its budget."""
+    return budget / sum(c.test == check.test for c in all_checks)
+
+
+def reports_of(name: str, tol: Mapping[str, Any], checks: Sequence[Check], values: Sequence[np.ndarray],
+               seconds: Sequence[float], wrong: Sequence[tuple], wrong_values: Sequence[np.ndarray], *,
+               budget: float | None, declared: Mapping, all_checks: Sequence[Check], power: bool) -> list[CheckReport]:
+    """The reports of a sweep or calibration of assignment ``name`` from its runs (one process's, or the
+    merged shards'): ``values[i]``/``seconds[i]`` are ``checks[i]``'s runs, ``wrong_values[j]`` those of the
+    wrong answer ``wrong[j]`` (``(check, label, components)``). Each check's budget is ``budget``, else its
+    test's in ``declared``, shared among the test's statistics (:func:`budget_share`)."""
+    reports = []
+    for check, vals, secs in zip(checks, values, seconds):
+        share = budget_share(budget if budget is not None else declared[check.test]["budget"], check, all_checks)
+        rep = summarize(check, name, tol, vals, secs, share)
+        rep.method = declared.get(check.test, {}).get("method", "empirical")
+        if power:
+            rep.power = {label: power_entry(c, tol, v) for (c, label, _), v in zip(wrong, wrong_values) if c is check}
+        reports.append(rep)
+    return reports
 
 
 def format_reports(reports: Sequence[CheckReport]) -> str:
