@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gradkit_tools.course import Assignment
+from gradkit_tools.wheel import PYPROJECT
 
 __all__ = ["RUNTIME_PACKAGES", "RUN_GRADKIT", "runtime_sources", "runtime_requirements", "zip_questions"]
 
@@ -46,11 +47,10 @@ def runtime_sources(assignment: Assignment) -> dict[str, bytes]:
 
 def runtime_requirements() -> list[str]:
     """gradkit's dependencies (pyproject.toml next to the sources, else the installed metadata), minus otter."""
-    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
     try:
         import tomllib  # Python >= 3.11
 
-        deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+        deps = tomllib.loads(PYPROJECT.read_text())["project"]["dependencies"]
     except (ImportError, OSError):  # pragma: no cover - Python 3.10, or installed from a wheel
         from importlib.metadata import requires
 

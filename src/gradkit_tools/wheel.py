@@ -29,7 +29,10 @@ from typing import Iterable, Sequence
 
 from gradkit_tools.reproducible import zip_info
 
-__all__ = ["build_wheel", "student_requirements", "student_wheel", "wheel_banner"]
+__all__ = ["PYPROJECT", "build_wheel", "student_requirements", "student_wheel", "wheel_banner"]
+
+#: a source checkout's ``pyproject.toml``: the requirements of the student wheel and of the autograder zips
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
 #: The one tag the student package has: pure Python 3.
 TAG = "py3-none-any"
@@ -192,9 +195,8 @@ def student_wheel(out_dir: Path) -> Path:
     import gradkit
 
     package = Path(gradkit.__file__).resolve().parent
-    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
     return build_wheel(package, out_dir, version=gradkit.__version__,
-                       requires=student_requirements(package, pyproject))
+                       requires=student_requirements(package, PYPROJECT))
 
 
 def wheel_banner(wheel: str) -> str:
