@@ -4,7 +4,7 @@ does not (0.49-0.70 in the notebook's part 4).
 
 :func:`spirals_accuracy` builds ``spirals_members`` ResNets with the student's
 ``build_resnet(spirals_blocks, spirals_width, 2, 1, activation="tanh", initializer="glorot_uniform",
-seed=s)`` (each call guarded, as :func:`gradkit_grader.course.a4_resnet.statistics._student_model`),
+seed=s)`` (each call guarded, :func:`gradkit_grader.course.a4_resnet.nets.student_model`),
 stacks them into ONE member-axis model (:func:`gradkit.stacking.stack_models`: traced once, every
 member's gradient its own under the summed loss), trains it with full-batch Adam on the training half
 of the spirals drawn from the submission's seed, sets every batch-normalisation layer's moving
@@ -32,6 +32,7 @@ from gradkit._ensemble_layers import derive_seed
 from gradkit.data import train_test_split, two_spirals
 from gradkit.guard import time_limit
 from gradkit.stacking import EnsembleBatchNorm, NotStackable, stack_models, summed_bce
+from gradkit_grader.course.a4_resnet.nets import model_seed, resnet
 from gradkit_grader.course.a4_resnet.structure import ordered_layers
 from gradkit_grader.globalseed import set_global_seed
 from gradkit_grader.seeding import seed_in_failures
@@ -50,14 +51,12 @@ def _nets(components: Mapping[str, Any], tol: Mapping[str, Any], seed: int, *,
           redraw: bool = False) -> list[tuple[keras.Model, tuple[list, list] | None]]:
     """The student's ``spirals_members`` ResNets of ``seed``: net ``k`` seeded ``seed + k * seed_stride``
     (Keras' global seed set to it first, as the other q2 tests), each ``(net, None)``; with ``redraw``, where the
-    builder allows it, ``(net of seed 0, the weights of its seed)`` (``statistics._resnet``: the same floats)."""
-    from gradkit_grader.course.a4_resnet.statistics import _model_seed, _resnet  # it imports this module
-
+    builder allows it, ``(net of seed 0, the weights of its seed)`` (:func:`.nets.resnet`: the same floats)."""
     nets = []
     for k in range(tol["spirals_members"]):
-        s = _model_seed(seed, k, tol)
+        s = model_seed(seed, k, tol)
         set_global_seed(s)
-        nets.append(_resnet(components, tol, _args(tol), s, redraw=redraw, activation="tanh",
+        nets.append(resnet(components, tol, _args(tol), s, redraw=redraw, activation="tanh",
                             initializer="glorot_uniform"))
     return nets
 

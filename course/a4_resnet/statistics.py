@@ -29,6 +29,7 @@ import numpy as np
 from gradkit.data import two_spirals
 from gradkit.guard import assert_finite, student_call
 from gradkit_grader.course.a4_resnet import grid, training
+from gradkit_grader.course.a4_resnet.nets import model_seed, resnet
 from gradkit_grader.course.a4_resnet.reference import build_resnet, residual_block
 from gradkit_grader.course.a4_resnet.spirals import spirals_accuracies, spirals_accuracy
 from gradkit_grader.globalseed import set_global_seed
@@ -48,51 +49,13 @@ def reference(tol: Mapping[str, Any]) -> dict[str, Any]:  # noqa: ARG001 - same 
 
 # --------------------------------------------------------------------------- helpers
 
-def _model_seed(seed: int, k: int, tol: Mapping[str, Any]) -> int:
-    """Seed of model ``k`` of a test: ``seed + k * seed_stride`` (< 2**32, as NumPy requires)."""
-    return (seed + k * tol["seed_stride"]) % 2**32
-
-
 def _spirals(tol: Mapping[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray]:
     X, y = two_spirals(tol["spiral_points"], tol["spiral_noise"], rng=seed)
     return X, y.reshape(-1, 1).astype("float32")
 
 
-def _student_model(build, tol: Mapping[str, Any], args: tuple, **kw) -> keras.Model:
-    """``build(*args, output_activation="sigmoid", **kw)``, checked to be a model of the right shapes
-    (a gradient or a loss of a model with another output shape would compare nothing)."""
-    model = student_call(build, *args, output_activation="sigmoid", what="build_resnet",
-                         timeout_s=tol["timeout_s"], **kw)
-    if not isinstance(model, keras.Model):
-        raise AssertionError(f"build_resnet returned {type(model).__name__}; return a keras.Model")
-    call = f"build_resnet({', '.join(map(str, args))})"
-    shapes = (tuple(model.inputs[0].shape), tuple(model.outputs[0].shape)) if len(model.outputs) == 1 else None
-    if shapes != ((None, args[2]), (None, args[3])):
-        raise AssertionError(f"{call} maps {shapes[0] if shapes else '?'} to "
-                             f"{shapes[1] if shapes else f'{len(model.outputs)} outputs'}; expected (None, {args[2]}) "
-                             f"to (None, {args[3]}): the blocks, then Dense(output_dim, output_activation)")
-    return model
-
-
-def _resnet(components: Mapping[str, Any], tol: Mapping[str, Any], args: tuple, s: int, *, redraw: bool = False,
-            **kw) -> tuple[keras.Model, tuple[list, list] | None]:
-    """``(the student's build_resnet(*args, seed=s, **kw), None)`` (:func:`_student_model`); with ``redraw``
-    (calibration: gradkit's own answers), where :func:`.grid.redrawn` vouches for it, its net of seed 0 and the
-    weights of seed ``s``: the same floats without building the net (Keras' global seed set to a net's seed before
-    building it, as :func:`_mean_over_models` does before calling this)."""
-    build = components["build_resnet"]
-    if not redraw:
-        return _student_model(build, tol, args, seed=s, **kw), None
-
-    def one(seed: int) -> keras.Model:
-        set_global_seed(seed)
-        return _student_model(build, tol, args, seed=seed, **kw)
-
-    return grid.redrawn(one, s, ("build_resnet", build, args, tuple(sorted(kw.items()))))
-
-
 def _mean_over_models(tol: Mapping[str, Any], seed: int, count: str, one) -> float:
-    """Mean of ``one(X, Y, s)`` over models ``k < tol[count]``, model seed ``s`` = :func:`_model_seed`.
+    """Mean of ``one(X, Y, s)`` over models ``k < tol[count]``, model seed ``s`` = :func:`.nets.model_seed`.
 
     ``X, Y`` are the spirals drawn with ``seed``; Keras' global seed is set to ``s`` before each
     model, and any AssertionError carries the submission seed's note.
@@ -101,7 +64,7 @@ def _mean_over_models(tol: Mapping[str, Any], seed: int, count: str, one) -> flo
     values = []
     with seed_in_failures(seed):
         for k in range(tol[count]):
-            s = _model_seed(seed, k, tol)
+            s = model_seed(seed, k, tol)
             set_global_seed(s)
             values.append(one(X, Y, s))
     return float(np.mean(values))
@@ -148,9 +111,9 @@ def gradient_statistic(components: Mapping[str, Any], tol: Mapping[str, Any], se
 
 def _gradient_ratio(components: Mapping[str, Any], tol: Mapping[str, Any], seed: int, *, redraw: bool) -> float:
     """:func:`gradient_statistic`; with ``redraw``, the ResNets redrawn, not built, where that gives the same floats
-    (:func:`_resnet`)."""
+    (:func:`.nets.resnet`)."""
     def log10_ratio(X, Y, s: int) -> float:
-        res, drawn = _resnet(components, tol, (tol["grad_blocks"], tol["grad_width"], 2, 1), s, redraw=redraw,
+        res, drawn = resnet(components, tol, (tol["grad_blocks"], tol["grad_width"], 2, 1), s, redraw=redraw,
                              activation=tol["grad_activation"], initializer=tol["grad_initializer"])
         g_res = first_layer_gradient(res, X, Y, drawn)
         if not g_res > 0:
@@ -168,14 +131,14 @@ def _gradient_ratio(components: Mapping[str, Any], tol: Mapping[str, Any], seed:
 def _final_loss(components: Mapping[str, Any], tol: Mapping[str, Any], X, Y, s: int, *, traced: bool = False) -> float:
     """The final training loss of the student's small ReLU ResNet of model seed ``s`` (:func:`training_statistic`);
     with ``traced``, its losses come from :func:`.training.traced_losses` where it has a trace, the net redrawn
-    where it can be (:func:`_resnet`; the same floats)."""
+    where it can be (:func:`.nets.resnet`; the same floats)."""
     args, kw = (tol["train_blocks"], tol["train_width"], 2, 1), dict(activation="relu", initializer="he_normal")
-    model, drawn = _resnet(components, tol, args, s, redraw=traced, **kw)
+    model, drawn = resnet(components, tol, args, s, redraw=traced, **kw)
     losses = training.traced_losses(model, X, Y, tol, drawn) if traced else None
     if losses is None:
         if drawn is not None:  # a template: the eager fit trains the net itself, built as it is graded
             set_global_seed(s)
-            model = _resnet(components, tol, args, s, **kw)[0]
+            model = resnet(components, tol, args, s, **kw)[0]
         model.compile(optimizer=training.optimizer(tol), loss="binary_crossentropy", run_eagerly=True)
         hist = student_call(model.fit, X, Y, batch_size=len(X), epochs=tol["train_steps"], shuffle=False,
                             verbose=0, what="training your ResNet", timeout_s=tol["timeout_s"])
@@ -203,7 +166,7 @@ def training_statistic(components: Mapping[str, Any], tol: Mapping[str, Any], se
 
 def gradient_statistics(components: Mapping[str, Any], tol: Mapping[str, Any], seeds) -> list[float]:
     """:func:`gradient_statistic` of each seed of ``seeds``, the same floats, the ResNets redrawn where they can be
-    (:func:`_resnet`): what calibration runs."""
+    (:func:`.nets.resnet`): what calibration runs."""
     return [_gradient_ratio(components, tol, int(seed), redraw=True) for seed in seeds]
 
 
