@@ -204,16 +204,19 @@ def test_notes_section_follows_an_edit_of_the_calibration(tmp_path):
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_calibrating_one_test_keeps_the_others_and_reproduces_it(tmp_path, workers):
+def test_calibrating_one_test_keeps_the_others_and_reproduces_it(tmp_path, capsys, workers):
     """`gradkit calibrate a2_init --only test_lecun_normal_distribution` (a new or changed test calibrated
     alone, at the stored file's seeds) gives back the committed runs of that test bit for bit, keeps every
     other test's stored runs, and writes the committed file byte for byte (it holds no timings); in one
-    process and, as `--jobs 2`, with the seeds and power runs split over two spawned processes."""
+    process and, as `--jobs 2`, with the seeds and power runs split over two spawned processes, whose
+    progress bar counts the seeds of both as they are done."""
+    import re
+
     from gradkit_tools.calibrate import calibrate
 
     committed = COURSE / "a2_init" / "calibration.json"
     out = tmp_path / "only.json"
-    calibrate("a2_init", out=out, only=["test_lecun_normal_distribution"], progress=False, workers=workers)
+    calibrate("a2_init", out=out, only=["test_lecun_normal_distribution"], progress=workers > 1, workers=workers)
     old, new = json.loads(committed.read_text()), json.loads(out.read_text())
     assert old.keys() == new.keys() and old["checks"].keys() == new["checks"].keys()
     for key, entry in old["checks"].items():
@@ -221,5 +224,11 @@ def test_calibrating_one_test_keeps_the_others_and_reproduces_it(tmp_path, worke
         assert fresh["values"] == entry["values"], key  # the re-run test too: same seeds, same draws
         _assert_same(entry, fresh, key)
     assert out.read_bytes() == committed.read_bytes()
+    if workers > 1:
+        entry = next(e for k, e in old["checks"].items() if k.startswith("test_lecun_normal_distribution:"))
+        total = old["runs"] + max((p["runs"] for p in entry["power"].values()), default=0)
+        counts = [(int(n), int(of)) for n, of in re.findall(r"in 2 processes:.*?(\d+)/(\d+)", capsys.readouterr().err)]
+        assert counts and {of for _, of in counts} == {total}, counts  # one bar over every seed
+        assert any(0 < n < total for n, _ in counts), counts  # moving while the processes run
     with pytest.raises(ValueError, match="no stochastic hidden test test_nope"):
         calibrate("a2_init", out=tmp_path / "x.json", only=["test_nope"], progress=False)

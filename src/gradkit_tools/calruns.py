@@ -114,17 +114,20 @@ def slice_of(xs: Sequence, i: int, n: int) -> list:
     return list(xs[i * len(xs) // n:(i + 1) * len(xs) // n])
 
 
-def run_slice(args: tuple) -> tuple[list, list, list]:
+def run_slice(args: tuple, ticks: Any = None) -> tuple[list, list, list]:
     """Worker of :func:`in_processes` and of a shard (:func:`gradkit_tools.calfile.calibrate_shard`): the
     reference runs and the wrong answers' runs of some seeds; ``args`` is ``(name, tol, seeds, power_seeds,
-    course, only[, batch_runs])`` (:data:`BATCH_RUNS` when left out), the seeds batched within this slice."""
+    course, only[, batch_runs])`` (:data:`BATCH_RUNS` when left out), the seeds batched within this slice.
+    ``ticks``: a queue that gets a 1 for each seed done (reference and power seeds), for a progress bar."""
     name, tol, seeds, power_seeds, course, only, *rest = args
     batch_runs = rest[0] if rest else BATCH_RUNS
+    progress = ticks.put if ticks is not None else None
     checks = selected(checks_of(name, course), only)
-    values, seconds = run_checks([(c, c.reference(tol)) for c in checks], tol, seeds, batch_runs=batch_runs)
+    values, seconds = run_checks([(c, c.reference(tol)) for c in checks], tol, seeds, progress,
+                                 batch_runs=batch_runs)
     wrong = [(c, comps) for c, _, comps in wrong_answers(name, course)
              if only is None or c.test in only] if power_seeds else []
-    wrong_values, _ = run_checks(wrong, tol, power_seeds, batch_runs=batch_runs)
+    wrong_values, _ = run_checks(wrong, tol, power_seeds, progress, batch_runs=batch_runs)
     return [v.tolist() for v in values], seconds, [v.tolist() for v in wrong_values]
 
 
@@ -133,17 +136,33 @@ def in_processes(name: str, tol: Mapping[str, Any], seeds: list[int], power_seed
                  batch_runs: int = BATCH_RUNS) -> tuple[list[np.ndarray], list[float], list[np.ndarray]]:
     """:func:`run_checks` of the reference and of the wrong answers with the seeds split into ``workers``
     contiguous chunks, one fresh process each (spawned: no state shared); merged in seed order, so the
-    result equals the serial one."""
-    from concurrent.futures import ProcessPoolExecutor
+    result equals the serial one. ``progress``: one bar over every seed of every process (reference and
+    power seeds), fed by the workers through a queue."""
+    import queue
+    from concurrent.futures import ProcessPoolExecutor, wait
+    from contextlib import nullcontext
     from multiprocessing import get_context
 
     from tqdm import tqdm
 
     cut = lambda xs: [slice_of(xs, i, workers) for i in range(workers)]  # noqa: E731
     tasks = [(name, dict(tol), a, b, course, only, batch_runs) for a, b in zip(cut(seeds), cut(power_seeds))]
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        parts = list(tqdm(pool.map(run_slice, tasks), total=len(tasks), desc=f"{name} in {workers} processes",
-                          disable=not progress, leave=False))
+    ctx = get_context("spawn")
+    with ctx.Manager() if progress else nullcontext() as manager, \
+            ProcessPoolExecutor(workers, mp_context=ctx) as pool, \
+            tqdm(total=len(seeds) + len(power_seeds), desc=f"{name} in {workers} processes", unit="seed",
+                 disable=not progress, leave=False) as bar:
+        ticks = manager.Queue() if manager is not None else None
+        futures = [pool.submit(run_slice, task, ticks) for task in tasks]
+        pending = set(futures)
+        while pending:
+            _, pending = wait(pending, timeout=0.5)
+            while ticks is not None:
+                try:
+                    bar.update(ticks.get_nowait())
+                except queue.Empty:
+                    break
+        parts = [f.result() for f in futures]
     join = lambda k: [np.asarray(sum((p[k][i] for p in parts), []), dtype=float)  # noqa: E731
                       for i in range(len(parts[0][k]))]
     return join(0), [sum(p[1][i] for p in parts) for i in range(len(parts[0][1]))], join(2)
