@@ -32,7 +32,8 @@ from gradkit_tools.calreport import (
 )
 from gradkit_tools.calruns import run_checks, run_slice, slice_of, spread_seeds
 
-__all__ = ["refit", "repower", "calibration_problems", "calibrate_shard", "merge_shards", "SHARD_KIND"]
+__all__ = ["refit", "repower", "calibration_problems", "calibrate_shard", "merge_shards", "keep_stored",
+           "write_calibration", "SHARD_KIND"]
 
 SHARD_KIND = "gradkit calibrate --shard"  # the "kind" of a shard's file; merge_shards reads no other
 
@@ -62,7 +63,7 @@ def refit(name: str, path: str | Path | None = None, *, out: str | Path | None =
     doc, tol, declared = json.loads(path.read_text()), tolerances(name), budgets(name)
     all_checks = checks_of(name)
     reports = [_stored_report(check, doc, tol, declared, all_checks, name) for check in all_checks]
-    _write(Path(out) if out is not None else path, name, doc["runs"], doc["first_seed"], reports)
+    write_calibration(Path(out) if out is not None else path, name, doc["runs"], doc["first_seed"], reports)
     return reports
 
 
@@ -85,7 +86,7 @@ def repower(name: str, path: str | Path | None = None, *, power_runs: int = 30, 
     for rep in reports:
         rep.power = {label: power_entry(c, tol, v) for (c, label, _), v in zip(wrong, values)
                      if f"{c.test}:{c.name}" == f"{rep.test}:{rep.name}"}
-    _write(Path(out) if out is not None else path, name, doc["runs"], doc["first_seed"], reports)
+    write_calibration(Path(out) if out is not None else path, name, doc["runs"], doc["first_seed"], reports)
     return reports
 
 
@@ -93,7 +94,10 @@ def repower(name: str, path: str | Path | None = None, *, power_runs: int = 30, 
 _NOT_STORED = ("assignment", "seconds")
 
 
-def _write(path: Path, name: str, runs: int, first_seed: int, reports: Sequence[CheckReport]) -> None:
+def write_calibration(path: Path, name: str, runs: int, first_seed: int, reports: Sequence[CheckReport]) -> None:
+    """Write ``reports`` (every run's value, the summaries, the power entries; no timings) to ``path`` as
+    JSON with sorted keys, so the same runs give the same bytes; when ``path`` is the assignment's
+    calibration file, regenerate the calibration section of its NOTES.md from it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"assignment": name, "runs": runs, "first_seed": first_seed,
            "checks": {f"{r.test}:{r.name}": {k: v for k, v in asdict(r).items() if k not in _NOT_STORED}
@@ -155,7 +159,7 @@ def calibration_problems(name: str, course: str | Path | None = None, path: str 
     return problems
 
 
-def _keep_stored(name: str, reports: list[CheckReport], stored: Mapping | None) -> list[CheckReport]:
+def keep_stored(name: str, reports: list[CheckReport], stored: Mapping | None) -> list[CheckReport]:
     """``calibrate(only=...)``'s file: the fresh ``reports``, and every other check of the assignment
     refitted from the stored calibration file ``stored`` (``reports`` as they are when None)."""
     if stored is None:
@@ -283,7 +287,7 @@ def merge_shards(parts: Sequence[str | Path], out: str | Path | None = None, *,
     reports = reports_of(name, plan["tol"], plan["checks"], values, seconds, plan["wrong"], wrong_values,
                          budget=budget, declared=budgets(name) if budget is None else {},
                          all_checks=plan["all_checks"], power=bool(head["power_runs"]))
-    reports = _keep_stored(name, reports, plan["stored"])
+    reports = keep_stored(name, reports, plan["stored"])
     path = Path(out) if out is not None else assignment(name).calibration_file
-    _write(path, name, plan["runs"], plan["first_seed"], reports)
+    write_calibration(path, name, plan["runs"], plan["first_seed"], reports)
     return reports

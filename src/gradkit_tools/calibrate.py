@@ -28,13 +28,13 @@ from typing import Any, Collection, Mapping, Sequence
 
 from gradkit_tools.calchecks import budgets, checks_of, selected, wrong_answers
 from gradkit_tools.calfile import (
-    _keep_stored,
-    _write,
     calibrate_shard,
     calibration_problems,
+    keep_stored,
     merge_shards,
     refit,
     repower,
+    write_calibration,
 )
 from gradkit_tools.calreport import (
     DEFAULT_BUDGET,
@@ -117,6 +117,6 @@ def calibrate(name: str, runs: int = MIN_CALIBRATION_RUNS, *, out: str | Path | 
         runs, first_seed = stored["runs"], stored["first_seed"]
     reports = sweep(name, runs, first_seed=first_seed, budget=budget, power_runs=power_runs, workers=workers,
                     progress=progress, only=only, batch_runs=batch_runs)
-    reports = _keep_stored(name, reports, stored)
-    _write(path, name, runs, first_seed, reports)
+    reports = keep_stored(name, reports, stored)
+    write_calibration(path, name, runs, first_seed, reports)
     return reports
