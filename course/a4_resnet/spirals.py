@@ -57,7 +57,7 @@ def _nets(components: Mapping[str, Any], tol: Mapping[str, Any], seed: int, *,
         s = model_seed(seed, k, tol)
         set_global_seed(s)
         nets.append(resnet(components, tol, _args(tol), s, redraw=redraw, activation="tanh",
-                            initializer="glorot_uniform"))
+                           initializer="glorot_uniform"))
     return nets
 
 
