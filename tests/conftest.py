@@ -43,3 +43,13 @@ def predictions(monkeypatch) -> list:
 
     monkeypatch.setattr(keras.Model, "predict", recording)
     return seen
+
+
+@pytest.fixture(scope="module")
+def children_before() -> set:
+    """This process's child processes when a module's grading fixture starts (request it there): whatever
+    an earlier test left running for good, e.g. the multiprocessing resource tracker that spawned
+    processes start and that lives until this process exits. Tests of leftover processes subtract it."""
+    import psutil
+
+    return set(psutil.Process().children(recursive=True))

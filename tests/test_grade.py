@@ -35,7 +35,7 @@ def autograder() -> Path:
 
 
 @pytest.fixture(scope="module")
-def graded(autograder, tmp_path_factory) -> Path:
+def graded(autograder, tmp_path_factory, children_before) -> Path:
     """The main fixture folder graded once through the CLI, 2 jobs, small timeout."""
     out = tmp_path_factory.mktemp("graded")
     code = main(["grade", str(autograder), str(SUBMISSIONS), "-o", str(out), "--jobs", "2",
@@ -96,8 +96,9 @@ def test_results_json_and_device_recorded(graded):
     assert {r["device"] for r in rows if r["file"] != "points-per-question"} == {rec["device"]}
 
 
-def test_no_kernel_left_behind(graded):
-    assert psutil.Process().children(recursive=True) == []
+def test_no_kernel_left_behind(graded, children_before):
+    """Grading leaves no process of its own behind: no kernel, no sandbox, no worker."""
+    assert set(psutil.Process().children(recursive=True)) - children_before == set()
 
 
 def test_rerun_skips_graded_submissions_unless_forced(graded, autograder, tmp_path):
@@ -141,6 +142,12 @@ def test_parse_shard():
     for bad in ("0/2", "3/2", "x", "1-2"):
         with pytest.raises(GradeError):
             parse_shard(bad)
+
+
+def test_refuses_more_parallel_slots_than_a_grading_has_uids(autograder, tmp_path):
+    with pytest.raises(GradeError, match="--jobs 257: one grading runs at most 256 submissions at once"):
+        grade(autograder, SUBMISSIONS / "toy.ipynb", tmp_path / "out", jobs=257, course=TOY_COURSE, progress=False)
+    assert not (tmp_path / "out").exists()
 
 
 def test_refuses_an_autograder_that_does_not_match_its_manifest(autograder, tmp_path):

@@ -119,7 +119,7 @@ def _rows(out: Path) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def attacked(tmp_path_factory):
+def attacked(tmp_path_factory, children_before):
     base = tmp_path_factory.mktemp("sandbox")
     subs, out, marker_dir = base / "subs", base / "out", base / "markers"
     subs.mkdir(), marker_dir.mkdir()
@@ -154,12 +154,12 @@ def test_nothing_escapes_the_sandbox(attacked):
     assert sorted(p.name for p in out.iterdir()) == ["final_grades.csv", "logs", "results", "summary.json"]
 
 
-def test_no_process_outlives_its_grading(attacked):
+def test_no_process_outlives_its_grading(attacked, children_before):
     time.sleep(2)  # the daemon would still be writing for a minute
     alive = [p for p in psutil.process_iter(["cmdline"]) if MARK in " ".join(p.info["cmdline"] or [])]
     assert alive == []
     assert (attacked["out"] / "final_grades.csv").read_text() == attacked["csv"]
-    assert psutil.Process().children(recursive=True) == []
+    assert set(psutil.Process().children(recursive=True)) - children_before == set()
 
 
 def test_results_are_written_as_each_submission_finishes(attacked, tmp_path):
@@ -217,8 +217,56 @@ def test_sandbox_runs_unprivileged_with_limits(tmp_path):
                        timeout=60)
     assert r.returncode == 0, r.stderr
     uid, pid, nproc, fsize, few = r.stdout.split()
-    assert (int(uid), pid, int(nproc), int(fsize), few) == (sandbox.SANDBOX_UID + 3, "2", 64, 2 << 20, "True")
-    assert tmp_path.stat().st_uid == sandbox.SANDBOX_UID + 3
+    assert (int(uid), pid, int(nproc), int(fsize), few) == (sandbox.slot_uid(3), "2", 64, 2 << 20, "True")
+    assert tmp_path.stat().st_uid == sandbox.slot_uid(3)
+
+
+def test_each_grading_process_has_its_own_uids():
+    """Slots of one process: consecutive uids of its block; another process: another block (two
+    processes draw the same one of the 2**22 blocks with probability 2.4e-7)."""
+    mine = [sandbox.slot_uid(k) for k in (0, 1, sandbox.MAX_SLOTS - 1)]
+    assert mine == [mine[0], mine[0] + 1, mine[0] + sandbox.MAX_SLOTS - 1]
+    assert sandbox.SANDBOX_UID <= mine[0] and mine[0] % sandbox.MAX_SLOTS == 0 and mine[-1] < 2**32 - 2
+    other = subprocess.run([sys.executable, "-c", "from gradkit_tools import sandbox; print(sandbox.slot_uid(0))"],
+                           capture_output=True, text=True, check=True, timeout=60)
+    assert int(other.stdout) != mine[0]
+    with pytest.raises(sandbox.SandboxError, match="at most 256"):
+        sandbox.slot_uid(sandbox.MAX_SLOTS)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the sandboxes run as uids of their own when grading as root")
+def test_a_fork_storm_in_one_batch_leaves_another_batch_its_threads(tmp_path):
+    """Two gradings at once on one host (two `gradkit grade` runs, Slurm tasks on one node): a fork storm
+    held at its sandbox's process limit in one batch, the toy solution graded in the other meanwhile.
+    Linux counts the limit per uid across the host, so with shared uids the second kernel could not
+    start ("Resource temporarily unavailable"): it must get its full 4 points."""
+    autograder = released_toy() / "autograder" / "toy" / "autograder.zip"
+    storm, calm = tmp_path / "storm", tmp_path / "calm"
+    storm.mkdir(), calm.mkdir()
+    code = _attacks(tmp_path / "out_storm", tmp_path)["d_fork_storm"].replace("time.sleep(3)", "time.sleep(25)")
+    _attack("d_fork_storm", code, storm)
+    shutil.copy(SUBMISSIONS / "toy.ipynb", calm / "toy.ipynb")
+    from gradkit_tools.course import load_limits
+
+    held = load_limits(TOY_COURSE)["grade"]["process_limit"] * 3 // 4  # the kernel's own threads take the rest
+    before = len(psutil.pids())
+    other = subprocess.Popen([sys.executable, "-m", "gradkit_tools.cli", "grade", str(autograder), str(storm),
+                              "-o", str(tmp_path / "out_storm"), "--jobs", "1", "--course", str(TOY_COURSE),
+                              "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while len(psutil.pids()) < before + held:  # the storm holds its sandbox's process limit
+            assert other.poll() is None and time.monotonic() < deadline, "the fork storm never started"
+            time.sleep(0.2)
+        rows = grade(autograder, calm, tmp_path / "out_calm", jobs=1, course=TOY_COURSE, progress=False)
+        assert len(psutil.pids()) >= before + held, "the storm ended before the other batch was graded"
+        assert [(r["grading_status"], r["total_points_earned"]) for r in rows] == [("graded", 4.0)], rows
+        assert other.wait(timeout=180) == 0
+    finally:
+        if other.poll() is None:
+            other.kill()
+    stormed = _rows(tmp_path / "out_storm")["d_fork_storm.ipynb"]
+    assert (stormed["grading_status"], stormed["total_points_earned"]) == ("graded", "4.0"), stormed
 
 
 def test_grading_stops_where_the_sandbox_cannot_start(tmp_path, monkeypatch):

@@ -208,6 +208,9 @@ def grade(autograder: str | os.PathLike, submissions: Iterable[str | os.PathLike
     timeout_s = limits.get("submission_timeout_s") if timeout_s is None else timeout_s
     memory_mb = limits.get("memory_limit_mb") if memory_mb is None else memory_mb
     jobs = max(1, jobs or _cores())
+    if jobs > sandbox.MAX_SLOTS:
+        raise GradeError(f"--jobs {jobs}: one grading runs at most {sandbox.MAX_SLOTS} submissions at once; "
+                         "split the batch with --shard K/N to run more")
     box = sandbox.Limits(memory_mb=memory_mb or None, processes=limits.get("process_limit"),
                          file_size_mb=limits.get("file_size_limit_mb"),
                          cpu_s=int(timeout_s * _cores()) + 1 if timeout_s else None)

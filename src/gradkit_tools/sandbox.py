@@ -15,10 +15,10 @@ daemon and nothing to configure. Inside, the submission sees
   ``/dev``, and one writable folder: the submission's own work folder. The course folder (the
   masters), the batch's output folder and every other submission are not mounted at all, and the
   grader's own packages (:data:`HIDDEN_PACKAGES`) are covered by empty folders;
-* as an unprivileged host uid of its own (:data:`SANDBOX_UID` + the parallel slot) when ``gradkit
-  grade`` runs as root (``setpriv`` drops every capability and sets no-new-privileges), so the
-  process limit counts only that sandbox's processes; as the calling user otherwise (bubblewrap
-  then makes a user namespace);
+* as an unprivileged host uid of its own (:func:`slot_uid`: one per parallel slot of this grading
+  process) when ``gradkit grade`` runs as root (``setpriv`` drops every capability and sets
+  no-new-privileges), so the process limit counts only that sandbox's processes; as the calling user
+  otherwise (bubblewrap then makes a user namespace);
 * resource limits (:class:`Limits`): address space, processes, file size, CPU time.
 
 :func:`check` starts an empty sandbox once per batch. Where bubblewrap is missing or cannot
@@ -37,13 +37,20 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["MODES", "SANDBOX_UID", "SYSTEM_DIRS", "HIDDEN_PACKAGES", "Limits", "SandboxError", "resolve_mode",
-           "check", "command", "preexec", "prepare_workdir", "as_root", "user_processes", "UNSANDBOXED_FLAG"]
+__all__ = ["MODES", "SANDBOX_UID", "MAX_SLOTS", "SYSTEM_DIRS", "HIDDEN_PACKAGES", "Limits", "SandboxError",
+           "resolve_mode", "check", "command", "preexec", "prepare_workdir", "slot_uid", "as_root", "user_processes",
+           "UNSANDBOXED_FLAG"]
 
 MODES = ("bwrap", "none")
-#: first uid (and gid) the sandboxes run as when ``gradkit grade`` runs as root: one per parallel slot, so
-#: that the process limit of one submission is not shared with the others; no account needs to exist
-SANDBOX_UID = 1_900_000_000
+#: first uid (and gid) the sandboxes run as when ``gradkit grade`` runs as root (:func:`slot_uid`); no account
+#: needs to exist
+SANDBOX_UID = 2**31
+#: parallel slots (``--jobs``) of one grading process when it runs as root: the size of its block of uids
+MAX_SLOTS = 256
+#: blocks of :data:`MAX_SLOTS` uids above :data:`SANDBOX_UID` (the last uid, 2**31 + 2**30 - 1, is far from
+#: the reserved 2**32 - 1)
+_UID_BLOCKS = 2**22
+_block: list[int] = []  # this process's block, drawn on first use
 #: system folders bound read-only when they exist
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 #: the flag every row graded with ``--sandbox none`` carries
@@ -196,20 +203,42 @@ def command(argv: list[str], workdir: Path, *, read_only: list[Path] = (), env: 
         args += ["--setenv", k, v]
     args += ["--chdir", str(workdir), "--"]
     if as_root():
-        uid = SANDBOX_UID + slot
+        uid = slot_uid(slot)
         args += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
                  "--bounding-set=-all", "--no-new-privs", "--"]
     return args + list(argv)
 
 
 def prepare_workdir(workdir: Path, slot: int = 0) -> None:
-    """Make ``workdir`` (and everything in it) the sandbox user's (as root: uid :data:`SANDBOX_UID` + ``slot``)."""
+    """Make ``workdir`` (and everything in it) the sandbox user's (as root: :func:`slot_uid` of ``slot``)."""
     for sub in ("home", "tmp"):
         (workdir / sub).mkdir(parents=True, exist_ok=True)
     if as_root():
+        uid = slot_uid(slot)
         for root, dirs, files in os.walk(workdir):
             for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
-                os.chown(name, SANDBOX_UID + slot, SANDBOX_UID + slot, follow_symlinks=False)
+                os.chown(name, uid, uid, follow_symlinks=False)
+
+
+def slot_uid(slot: int) -> int:
+    """The uid (and gid) the sandboxes of parallel slot ``slot`` of this process run as, when it runs as root.
+
+    Each grading process owns a block of :data:`MAX_SLOTS` uids, drawn once from the operating system's
+    entropy (:func:`secrets.randbelow`; not a seed: no grade depends on it). Linux counts the process
+    limit (``RLIMIT_NPROC``), and other per-user limits, per uid across the whole host, so two gradings
+    running at once on one machine -- two ``gradkit grade`` runs, Slurm tasks or Kubernetes pods on one
+    node, each with its own PID namespace -- must not share a uid: a fork storm held at one sandbox's
+    limit would leave another batch's kernel no thread to start with. Among k gradings at once, two
+    share a block with probability about k**2 / 2**23 (10 at once: 1.2e-5).
+    """
+    if not 0 <= slot < MAX_SLOTS:
+        raise SandboxError(f"parallel slot {slot} out of range: one grading runs at most {MAX_SLOTS} "
+                           "sandboxes at once as root (--jobs)")
+    if not _block:
+        import secrets
+
+        _block.append(SANDBOX_UID + secrets.randbelow(_UID_BLOCKS) * MAX_SLOTS)
+    return _block[0] + slot
 
 
 def preexec(limits: Limits):
