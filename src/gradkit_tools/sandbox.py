@@ -27,10 +27,12 @@ grade`` stops with that reason; ``--sandbox none`` grades without it and flags e
 """
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import os
 import resource
+import secrets
 import shutil
 import subprocess
 import sys
@@ -50,7 +52,6 @@ MAX_SLOTS = 256
 #: blocks of :data:`MAX_SLOTS` uids above :data:`SANDBOX_UID` (the last uid, 2**31 + 2**30 - 1, is far from
 #: the reserved 2**32 - 1)
 _UID_BLOCKS = 2**22
-_block: list[int] = []  # this process's block, drawn on first use
 #: system folders bound read-only when they exist
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 #: the flag every row graded with ``--sandbox none`` carries
@@ -234,11 +235,13 @@ def slot_uid(slot: int) -> int:
     if not 0 <= slot < MAX_SLOTS:
         raise SandboxError(f"parallel slot {slot} out of range: one grading runs at most {MAX_SLOTS} "
                            "sandboxes at once as root (--jobs)")
-    if not _block:
-        import secrets
+    return _first_uid() + slot
 
-        _block.append(SANDBOX_UID + secrets.randbelow(_UID_BLOCKS) * MAX_SLOTS)
-    return _block[0] + slot
+
+@functools.cache
+def _first_uid() -> int:
+    """This process's block of :data:`MAX_SLOTS` uids (its first uid), drawn on first use."""
+    return SANDBOX_UID + secrets.randbelow(_UID_BLOCKS) * MAX_SLOTS
 
 
 def preexec(limits: Limits):
