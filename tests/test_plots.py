@@ -72,6 +72,11 @@ def test_plot_activation_histograms_one_panel_per_layer(tmp_path):
     fig = plot_activation_histograms(list(layers.values())[:2], bins=5, value_range=(-1, 1))
     assert [ax.get_title() for ax in fig.axes] == ["layer 1", "layer 2"]
     assert fig.axes[0].get_xlim()[0] <= -1 and fig.axes[0].get_xlim()[1] >= 1
+    # one number per layer (a shape, a dict of stds) is not what a histogram shows: the error names the entry
+    with pytest.raises(ValueError, match=r"layer 1: one number \(256\)"):
+        plot_activation_histograms((256, 256))
+    with pytest.raises(ValueError, match="dense_1: one number"):
+        plot_activation_histogram_grid({"He": {"dense_1": 0.58}})
 
 
 def test_plot_activation_histogram_grid_rows_are_configs(tmp_path):

@@ -83,7 +83,14 @@ def _layers(outputs: Mapping[str, Any] | Sequence[Any]) -> dict[str, np.ndarray]
         items = outputs.items()
     else:
         items = ((f"layer {i}", a) for i, a in enumerate(outputs, start=1))
-    return {str(k): np.asarray(v, dtype=float).ravel() for k, v in items}
+    layers = {}
+    for k, v in items:
+        values = np.asarray(v, dtype=float)
+        if values.ndim == 0:  # e.g. a shape tuple or a dict of stds passed in place of the outputs
+            raise ValueError(f"{k!s}: one number ({values.item():g}); a histogram needs the layer's outputs, "
+                             "an array such as gradkit.diagnostics.layer_outputs gives")
+        layers[str(k)] = values.ravel()
+    return layers
 
 
 def _hist_range(arrays, value_range):
