@@ -133,6 +133,12 @@ def plot_activation_histograms(outputs_by_layer: Mapping[str, Any] | Sequence[An
     -------
     matplotlib.figure.Figure
         ``len(outputs_by_layer)`` axes in one row; each has ``bins`` patches.
+
+    Raises
+    ------
+    ValueError
+        An entry that is one number (a shape or a std passed in place of
+        the outputs), naming it.
     """
     return plot_activation_histogram_grid({"count": outputs_by_layer}, title=title, bins=bins,
                                           value_range=value_range)
